@@ -1,0 +1,126 @@
+"""kiln: a build frontend for Python projects.
+
+The public API::
+
+    import kiln
+
+    result = kiln.build("path/to/project", outdir="dist")   # sdist, then wheel from it
+    result = kiln.build("proj", distributions=["wheel"], installer="uv")
+    metadata = kiln.get_metadata("proj")                     # core metadata as a dict
+
+Errors are :class:`kiln.errors.KilnError` subclasses with an ``exit_code``.
+The lower-level parts (:mod:`kiln.project`, :mod:`kiln.environments`,
+:mod:`kiln.installers`, :mod:`kiln.hooks`) can be used on their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from kiln.errors import KilnError
+    from kiln.request import BuildRequest
+    from kiln.result import Artifact, BuildResult
+
+__all__ = [
+    "Artifact",
+    "BuildRequest",
+    "BuildResult",
+    "KilnError",
+    "__version__",
+    "build",
+    "get_metadata",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+def build(
+    source: PathLike = ".",
+    outdir: PathLike | None = None,
+    distributions: Iterable[str] = (),
+    *,
+    config_settings: Mapping[str, Any] | None = None,
+    isolation: bool = True,
+    skip_dependency_check: bool = False,
+    installer: str = "auto",
+    constraints: Iterable[PathLike] = (),
+    cache_dir: PathLike | None = None,
+) -> BuildResult:
+    """Build ``source`` (a project directory or an sdist) into ``outdir``.
+
+    ``distributions`` is any of ``"sdist"``, ``"wheel"``, ``"editable"``; empty
+    means an sdist and then a wheel built from that sdist (from an sdist
+    archive: a wheel). Raises :class:`kiln.errors.KilnError` on failure.
+    """
+    from kiln.builder import build as run_build
+
+    return run_build(_request(**locals()))
+
+
+def get_metadata(
+    source: PathLike = ".",
+    *,
+    config_settings: Mapping[str, Any] | None = None,
+    isolation: bool = True,
+    skip_dependency_check: bool = False,
+    installer: str = "auto",
+    constraints: Iterable[PathLike] = (),
+    cache_dir: PathLike | None = None,
+) -> dict[str, Any]:
+    """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``."""
+    from kiln.builder import prepare_metadata
+
+    metadata = prepare_metadata(_request(**locals())).metadata
+    assert metadata is not None
+    return metadata
+
+
+def _request(
+    source: PathLike,
+    outdir: PathLike | None = None,
+    distributions: Iterable[str] = (),
+    *,
+    config_settings: Mapping[str, Any] | None,
+    isolation: bool,
+    skip_dependency_check: bool,
+    installer: str,
+    constraints: Iterable[PathLike],
+    cache_dir: PathLike | None,
+) -> BuildRequest:
+    from pathlib import Path
+
+    from kiln.request import BuildRequest, absolute_paths
+
+    return BuildRequest(
+        source=Path(source),
+        outdir=Path(outdir) if outdir is not None else None,
+        distributions=tuple(distributions),
+        config_settings=dict(config_settings or {}),
+        isolation=isolation,
+        skip_dependency_check=skip_dependency_check,
+        installer=installer,
+        constraints=absolute_paths([os.fspath(c) for c in constraints]),
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `kiln --version` imports nothing but this module.
+    if name == "BuildRequest":
+        from kiln.request import BuildRequest
+
+        return BuildRequest
+    if name in ("BuildResult", "Artifact"):
+        from kiln import result
+
+        return getattr(result, name)
+    if name == "KilnError":
+        from kiln.errors import KilnError
+
+        return KilnError
+    raise AttributeError(f"module 'kiln' has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""The command line: arguments in, a BuildRequest out; a BuildResult in, text out.
+
+This is the only module that prints. Progress and backend output go to
+stderr; what a script may want to capture (the success line, ``--metadata``
+JSON) goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kiln import __version__
+from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, UsageError
+from kiln.installers import INSTALLER_CHOICES
+from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
+from kiln.result import BuildResult, write_report
+
+DESCRIPTION = """\
+Build a Python project into an sdist and wheels, in an isolated environment.
+
+SRC is a project directory (default: the current directory) or an sdist
+archive (.tar.gz, or a legacy .zip). With neither -s nor -w, kiln builds the
+sdist, then builds the wheel from that sdist; from an archive, it builds the
+wheel."""
+
+EPILOG = """\
+exit codes:
+  0    built
+  1    the build backend failed
+  2    bad usage or bad project configuration
+  3    the build environment could not be set up (installer failure, missing
+       requirements with --no-isolation)
+  130  interrupted
+
+Full reference: https://github.com/kiln-build/kiln/tree/main/docs"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiln",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "srcdir",
+        metavar="SRC",
+        nargs="?",
+        default=".",
+        help="project directory or sdist archive (default: .)",
+    )
+    what = parser.add_argument_group("what to build")
+    what.add_argument("-s", "--sdist", action="store_true", help="build an sdist")
+    what.add_argument("-w", "--wheel", action="store_true", help="build a wheel")
+    what.add_argument("--editable", action="store_true", help="build an editable wheel (PEP 660)")
+    what.add_argument(
+        "--metadata",
+        action="store_true",
+        help="print the wheel's core metadata as JSON instead of building",
+    )
+    where = parser.add_argument_group("where")
+    where.add_argument(
+        "-o",
+        "--outdir",
+        metavar="PATH",
+        type=Path,
+        help="output directory (default: SRC/dist, or the archive's directory)",
+    )
+    where.add_argument(
+        "--cache-dir",
+        metavar="PATH",
+        type=Path,
+        help="kiln's cache directory (default: $KILN_CACHE_DIR, "
+        "else the platform's user cache directory)",
+    )
+    where.add_argument(
+        "--report",
+        metavar="PATH",
+        type=Path,
+        help="write a JSON report of the artifacts and how they were built",
+    )
+    backend = parser.add_argument_group("backend")
+    backend.add_argument(
+        "-C",
+        "--config-setting",
+        metavar="KEY[=VALUE]",
+        action="append",
+        default=[],
+        help="pass a setting to the backend (repeatable; a repeated key becomes a list)",
+    )
+    backend.add_argument(
+        "--config-json",
+        metavar="JSON",
+        help="backend settings as a JSON object; -C entries add to it",
+    )
+    env = parser.add_argument_group("build environment")
+    env.add_argument(
+        "-n",
+        "--no-isolation",
+        action="store_true",
+        help="build with the current interpreter; only check the requirements",
+    )
+    env.add_argument(
+        "-x",
+        "--skip-dependency-check",
+        action="store_true",
+        help="with --no-isolation, do not check the build requirements",
+    )
+    env.add_argument(
+        "--installer",
+        choices=INSTALLER_CHOICES,
+        default="auto",
+        help="what installs build requirements (default: auto, uv when installed, else pip)",
+    )
+    env.add_argument(
+        "-c",
+        "--constraint",
+        "--dependency-constraints-txt",
+        metavar="FILE",
+        dest="constraints",
+        action="append",
+        default=[],
+        help="constrain build requirement versions (repeatable; hashes kept)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show backend and installer output (-vv: also kiln's debug log)",
+    )
+    out.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        help="show less (-q: warnings and the result; -qq: errors only)",
+    )
+    out.add_argument("-V", "--version", action="version", version=f"kiln {__version__}")
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> BuildRequest:
+    chosen = [
+        d
+        for d, flag in ((SDIST, args.sdist), (WHEEL, args.wheel), (EDITABLE, args.editable))
+        if flag
+    ]
+    if args.metadata and chosen:
+        raise UsageError("--metadata cannot be combined with -s, -w or --editable")
+    if args.skip_dependency_check and not args.no_isolation:
+        logging.getLogger("kiln").warning(
+            "-x/--skip-dependency-check only applies with --no-isolation; ignoring it"
+        )
+    return BuildRequest(
+        source=Path(args.srcdir),
+        outdir=args.outdir,
+        distributions=tuple(chosen),
+        config_settings=parse_config_settings(args.config_setting, args.config_json),
+        isolation=not args.no_isolation,
+        skip_dependency_check=args.skip_dependency_check,
+        installer=args.installer,
+        constraints=absolute_paths(args.constraints),
+        cache_dir=args.cache_dir,
+    )
+
+
+def run(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbosity = args.verbose - args.quiet
+    _configure_logging(verbosity)
+    try:
+        request = request_from_args(args)
+        if args.metadata:
+            from kiln.builder import prepare_metadata
+
+            result = prepare_metadata(request)
+            print(json.dumps(result.metadata, indent=2, sort_keys=True))
+        else:
+            from kiln.builder import build
+
+            result = build(request)
+            if verbosity > -2:
+                print(_success_line(result))
+        if args.report:
+            write_report(result, args.report)
+    except KilnError as error:
+        _print_error(error, verbosity)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("\nkiln: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _success_line(result: BuildResult) -> str:
+    names = [artifact.name for artifact in result.artifacts]
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    return f"Successfully built {listed} in {result.outdir}"
+
+
+def _print_error(error: KilnError, verbosity: int) -> None:
+    lines = [f"kiln: error: {error}"]
+    # With -v the output was streamed already; repeating it helps no one.
+    if isinstance(error, BackendError) and error.output_tail and verbosity < 1:
+        lines.append(f"  last {len(error.output_tail)} lines of the backend's output:")
+        lines += [f"  | {line}" for line in error.output_tail]
+    if error.log_path is not None:
+        lines.append(f"  full log: {error.log_path}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+class _ProgressFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"kiln: error: {message}"
+        if record.levelno >= logging.WARNING:
+            return f"kiln: warning: {message}"
+        if record.levelno >= logging.INFO:
+            return f"* {message}"
+        return f"  [{record.name}] {message}"
+
+
+def _configure_logging(verbosity: int) -> None:
+    """Route the library's logging to stderr at a level set by -v/-q."""
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(_ProgressFormatter())
+    kiln_logger = logging.getLogger("kiln")
+    kiln_logger.handlers[:] = [progress]
+    kiln_logger.propagate = False
+    kiln_logger.setLevel(
+        logging.DEBUG
+        if verbosity >= 2
+        else logging.INFO
+        if verbosity >= 0
+        else logging.WARNING
+        if verbosity == -1
+        else logging.ERROR
+    )
+    # Backend and installer output, verbatim, only when asked for.
+    raw = logging.StreamHandler(sys.stderr)
+    raw.setFormatter(logging.Formatter("%(message)s"))
+    output_logger = logging.getLogger("kiln.output")
+    output_logger.handlers[:] = [raw]
+    output_logger.propagate = False
+    output_logger.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)

@@ -1,0 +1,44 @@
+"""Build environments: where hooks run and build requirements are installed.
+
+A provider decides where an environment lives and what happens to it after the
+build; the environment itself knows its interpreter, how to satisfy
+requirements, and which variables its hooks see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from kiln.process import BuildLog
+
+
+class BuildEnvironment(Protocol):
+    """An interpreter that can run backend hooks with the requirements they need."""
+
+    @property
+    def python(self) -> Path:
+        """The interpreter that runs the hooks."""
+
+    @property
+    def isolated(self) -> bool:
+        """Whether this environment is separate from the interpreter running kiln."""
+
+    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> None:
+        """Make sure ``requirements`` are met, installing them where kiln may.
+
+        Raises InstallerError when installing fails and MissingRequirementsError
+        when requirements are unmet where kiln may not install.
+        """
+
+    def hook_environ(self) -> dict[str, str]:
+        """The complete set of environment variables for a hook process."""
+
+
+class EnvironmentProvider(Protocol):
+    """Hands out a build environment for the duration of one build."""
+
+    def open(self, log: BuildLog) -> AbstractContextManager[BuildEnvironment]:
+        """Create or reuse an environment; clean up after it as this provider does."""

@@ -1,0 +1,35 @@
+"""The plain hook runner: one fresh interpreter per hook call."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from kiln.process import BuildLog, run_logged
+
+
+class HookProcessError(subprocess.CalledProcessError):
+    """A hook process exited with an error; ``tail`` holds its last output lines."""
+
+    def __init__(self, returncode: int, cmd: Sequence[str], tail: Sequence[str]) -> None:
+        super().__init__(returncode, list(cmd))
+        self.tail = list(tail)
+
+
+class SubprocessHookRunner:
+    """Runs pyproject-hooks' in-process script as a child process, output to the log."""
+
+    def __init__(self, environ: Mapping[str, str], log: BuildLog) -> None:
+        self.environ = dict(environ)
+        self.log = log
+
+    def __call__(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = {**self.environ, **(extra_environ or {})}
+        outcome = run_logged(cmd, cwd=cwd, log=self.log, env=environ)
+        if outcome.returncode != 0:
+            raise HookProcessError(outcome.returncode, cmd, outcome.tail)

@@ -1,0 +1,120 @@
+"""Running a child process whose output goes to the build log.
+
+Installers and backend hooks both run this way: output is merged, written to
+the log file as it arrives, passed line by line to the ``kiln.output`` logger
+(the CLI shows it with ``-v``), and its last lines are kept for error messages.
+Each child gets its own process group so that an interrupted kiln can stop the
+whole tree it started, not just the direct child.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+output_logger = logging.getLogger("kiln.output")
+
+TAIL_LINES = 30
+# How long an interrupted child may take to exit after SIGTERM before SIGKILL.
+TERMINATE_GRACE_SECONDS = 5.0
+
+
+class BuildLog:
+    """The log file of one kiln run: every command and everything it printed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._stream: IO[bytes] = path.open("ab")
+
+    def section(self, title: str) -> None:
+        self.write(f"\n=== {title}\n".encode())
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    returncode: int
+    tail: tuple[str, ...]
+
+
+def run_logged(
+    command: Sequence[str],
+    *,
+    log: BuildLog,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+) -> ProcessOutcome:
+    """Run ``command`` to completion with its output logged; never raises on failure."""
+    log.section(f"$ {' '.join(command)}" + (f"  (in {cwd})" if cwd else ""))
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=os.name == "posix",
+    )
+    assert process.stdout is not None
+    try:
+        for raw in process.stdout:
+            log.write(raw)
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            output_logger.info("%s", line)
+        returncode = process.wait()
+    except BaseException:
+        # KeyboardInterrupt (or anything else): take the child's whole tree down.
+        _stop_process_group(process)
+        raise
+    finally:
+        process.stdout.close()
+    if returncode < 0:
+        tail.append(f"(killed by signal {_signal_name(-returncode)})")
+    log.write(f"=== exit status {returncode}\n".encode())
+    return ProcessOutcome(returncode, tuple(tail))
+
+
+def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    if os.name == "posix":
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(TERMINATE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        # The leader is gone; stragglers in its group get no second chance.
+        _signal_group(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
+        process.wait()
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -1,0 +1,103 @@
+"""What a build produced: :class:`Artifact` and :class:`BuildResult`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file kiln placed in the output directory."""
+
+    path: Path
+    kind: str  # "sdist", "wheel" or "editable"
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def from_file(cls, path: Path, kind: str) -> Artifact:
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        return cls(path, kind, path.stat().st_size, digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """How one artifact was built: from where, with which backend and requirements."""
+
+    distribution: str
+    source_dir: Path
+    backend: str
+    requirements: tuple[str, ...]
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    """Everything a build produced and how; ``metadata`` is set by metadata-only runs."""
+
+    source: Path
+    outdir: Path | None
+    isolated: bool
+    installer: str | None
+    python: str
+    log_path: Path | None
+    artifacts: list[Artifact] = field(default_factory=list)
+    steps: list[BuildStep] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-ready report that ``--report`` writes."""
+        from kiln import __version__
+
+        return {
+            "kiln_version": __version__,
+            "source": str(self.source),
+            "outdir": str(self.outdir) if self.outdir else None,
+            "isolated": self.isolated,
+            "installer": self.installer,
+            "python": self.python,
+            "platform": sys.platform,
+            "log": str(self.log_path) if self.log_path else None,
+            "seconds": round(self.seconds, 3),
+            "artifacts": [
+                {
+                    "name": a.name,
+                    "path": str(a.path),
+                    "kind": a.kind,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for a in self.artifacts
+            ],
+            "steps": [
+                {
+                    "distribution": s.distribution,
+                    "source_dir": str(s.source_dir),
+                    "backend": s.backend,
+                    "requirements": list(s.requirements),
+                    "seconds": round(s.seconds, 3),
+                }
+                for s in self.steps
+            ],
+        }
+
+
+def write_report(result: BuildResult, path: Path) -> None:
+    """Write ``result.report()`` to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.kiln-partial")
+    partial.write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
