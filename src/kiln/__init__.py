@@ -59,7 +59,18 @@ def build(
     """
     from kiln.builder import build as run_build
 
-    return run_build(_request(**locals()))
+    request = _request(
+        source,
+        outdir,
+        distributions,
+        config_settings=config_settings,
+        isolation=isolation,
+        skip_dependency_check=skip_dependency_check,
+        installer=installer,
+        constraints=constraints,
+        cache_dir=cache_dir,
+    )
+    return run_build(request)
 
 
 def get_metadata(
@@ -75,7 +86,16 @@ def get_metadata(
     """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``."""
     from kiln.builder import prepare_metadata
 
-    metadata = prepare_metadata(_request(**locals())).metadata
+    request = _request(
+        source,
+        config_settings=config_settings,
+        isolation=isolation,
+        skip_dependency_check=skip_dependency_check,
+        installer=installer,
+        constraints=constraints,
+        cache_dir=cache_dir,
+    )
+    metadata = prepare_metadata(request).metadata
     assert metadata is not None
     return metadata
 

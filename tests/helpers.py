@@ -1,0 +1,43 @@
+"""Helpers for the tests: paths, and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
+WHEELHOUSE = Path(os.environ.get("KILN_TEST_WHEELHOUSE", TESTS / "wheelhouse")).absolute()
+INSTALLERS = ("pip", "uv")
+
+
+def run_kiln(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python -m kiln``) and capture what it prints."""
+    environ = dict(os.environ if env is None else env)
+    return subprocess.run(
+        [python, "-m", "kiln", *map(str, args)],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def wheel_files(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return sorted(archive.namelist())
+
+
+def wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        return archive.read(name).decode()
