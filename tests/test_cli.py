@@ -20,11 +20,25 @@ def test_version_via_python_m_kiln() -> None:
 def test_help_lists_every_option() -> None:
     completed = run_kiln("--help")
     assert completed.returncode == 0
-    for option in ("--sdist", "--wheel", "--editable", "--metadata", "--outdir",
-                   "--config-setting", "--config-json", "--no-isolation",
-                   "--skip-dependency-check", "--installer", "--constraint",
-                   "--dependency-constraints-txt", "--report", "--cache-dir",
-                   "--verbose", "--quiet", "--version"):
+    for option in (
+        "--sdist",
+        "--wheel",
+        "--editable",
+        "--metadata",
+        "--outdir",
+        "--config-setting",
+        "--config-json",
+        "--no-isolation",
+        "--skip-dependency-check",
+        "--installer",
+        "--constraint",
+        "--dependency-constraints-txt",
+        "--report",
+        "--cache-dir",
+        "--verbose",
+        "--quiet",
+        "--version",
+    ):
         assert option in completed.stdout, option
     assert "exit codes:" in completed.stdout
     assert "130" in completed.stdout
@@ -67,6 +81,28 @@ def test_missing_constraint_file_is_named(tmp_path: Path) -> None:
     completed = run_kiln(tmp_path, "-c", tmp_path / "nope.txt")
     assert completed.returncode == 2
     assert f"constraint file {tmp_path / 'nope.txt'} does not exist" in completed.stderr
+
+
+def test_wheel_with_editable_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "setup.py").write_text("")
+    completed = run_kiln(tmp_path, "-w", "--editable")
+    assert completed.returncode == 2
+    assert "cannot be built in one run" in completed.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_metadata_with_outdir_is_a_usage_error(tmp_path: Path) -> None:
+    completed = run_kiln(tmp_path, "--metadata", "-o", tmp_path / "out")
+    assert completed.returncode == 2
+    assert "-o/--outdir has no effect" in completed.stderr
+
+
+def test_report_that_is_a_directory_is_refused_before_building(tmp_path: Path) -> None:
+    (tmp_path / "setup.py").write_text("")
+    completed = run_kiln(tmp_path, "--report", tmp_path)
+    assert completed.returncode == 2
+    assert "is a directory; name a file" in completed.stderr
+    assert not (tmp_path / "dist").exists()
 
 
 def test_main_returns_the_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

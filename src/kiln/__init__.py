@@ -119,7 +119,8 @@ def _request(
     return BuildRequest(
         source=Path(source),
         outdir=Path(outdir) if outdir is not None else None,
-        distributions=tuple(distributions),
+        # A bare "wheel" means one distribution, not five letters.
+        distributions=(distributions,) if isinstance(distributions, str) else tuple(distributions),
         config_settings=dict(config_settings or {}),
         isolation=isolation,
         skip_dependency_check=skip_dependency_check,

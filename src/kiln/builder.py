@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln import __version__
 from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.errors import KilnError, UsageError
@@ -48,6 +49,12 @@ def plan_distributions(request: BuildRequest, source: SourceInput) -> Plan:
         return Plan(requested or (WHEEL,), wheel_from_sdist=False)
     if not requested:
         return Plan((SDIST, WHEEL), wheel_from_sdist=True)
+    if WHEEL in requested and EDITABLE in requested:
+        # Some backends (hatchling) give both wheels the same file name.
+        raise UsageError(
+            "a wheel and an editable wheel cannot be built in one run: they may share a "
+            "file name; build them separately, into different output directories"
+        )
     ordered = tuple(d for d in (SDIST, WHEEL, EDITABLE) if d in requested)
     return Plan(ordered, wheel_from_sdist=False)
 
@@ -104,9 +111,10 @@ def _session(
     """Open the cache and a workspace, and load the project: shared by every entry point."""
     _check_constraints(request)
     cache = Cache.open(request.cache_dir)
-    cache.prune_logs()
     with Workspace(cache, source.label) as workspace:
+        cache.prune_logs()
         logger.debug("build log: %s", workspace.log.path)
+        workspace.log.section(f"kiln {__version__} building {source.path}")
         try:
             project = Project.load(source.project_dir(workspace.scratch / "source"))
             result = BuildResult(
@@ -119,6 +127,7 @@ def _session(
             )
             yield workspace, project, result
         except KilnError as error:
+            workspace.log.section(f"kiln: error: {error}")
             error.log_path = error.log_path or workspace.log.path
             raise
 

@@ -82,8 +82,13 @@ class Cache:
 
     def prune_logs(self, keep: int = KEPT_LOGS) -> None:
         """Remove all but the newest ``keep`` logs."""
-        logs = sorted(
-            self.bucket(LOGS).glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True
-        )
+
+        def modified(path: Path) -> float:
+            try:
+                return path.stat().st_mtime
+            except OSError:  # removed meanwhile by a concurrent run
+                return 0.0
+
+        logs = sorted(self.bucket(LOGS).glob("*.log"), key=modified, reverse=True)
         for old in logs[keep:]:
             old.unlink(missing_ok=True)

@@ -24,9 +24,9 @@ DESCRIPTION = """\
 Build a Python project into an sdist and wheels, in an isolated environment.
 
 SRC is a project directory (default: the current directory) or an sdist
-archive (.tar.gz, or a legacy .zip). With neither -s nor -w, kiln builds the
-sdist, then builds the wheel from that sdist; from an archive, it builds the
-wheel."""
+archive (.tar.gz, or a legacy .zip). With none of -s, -w and --editable, kiln
+builds the sdist, then builds the wheel from that sdist; from an archive, it
+builds the wheel."""
 
 EPILOG = """\
 exit codes:
@@ -154,6 +154,10 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
     ]
     if args.metadata and chosen:
         raise UsageError("--metadata cannot be combined with -s, -w or --editable")
+    if args.metadata and args.outdir is not None:
+        raise UsageError("--metadata prints to stdout; -o/--outdir has no effect with it")
+    if args.report is not None and args.report.is_dir():
+        raise UsageError(f"--report {args.report} is a directory; name a file")
     if args.skip_dependency_check and not args.no_isolation:
         logging.getLogger("kiln").warning(
             "-x/--skip-dependency-check only applies with --no-isolation; ignoring it"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -148,11 +149,12 @@ def pip_version(python: str = sys.executable) -> tuple[int, ...] | None:
     """The version of pip importable by the running interpreter, or None."""
     if python != sys.executable or importlib.util.find_spec("pip") is None:
         return None
+    from packaging.version import InvalidVersion, Version
+
     try:
-        text = importlib.metadata.version("pip")
-    except importlib.metadata.PackageNotFoundError:
+        return Version(importlib.metadata.version("pip")).release
+    except (importlib.metadata.PackageNotFoundError, InvalidVersion):
         return None
-    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
 def select_installer(choice: str = "auto") -> Installer:
@@ -164,6 +166,8 @@ def select_installer(choice: str = "auto") -> Installer:
     if choice in ("auto", "uv"):
         uv = find_uv()
         if uv is not None:
+            if choice == "auto":
+                _warn_if_pip_settings_are_ignored()
             return UvInstaller(uv)
         if choice == "uv":
             raise EnvironmentSetupError(
@@ -182,6 +186,71 @@ def select_installer(choice: str = "auto") -> Installer:
             f"environment; kiln needs pip >= {'.'.join(map(str, MINIMUM_PIP))} or uv"
         )
     return PipInstaller()
+
+
+_PIP_INDEX_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
+_PIP_INDEX_KEYS = ("index-url", "extra-index-url", "find-links", "no-index")
+_UV_INDEX_VARIABLES = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_CONFIG_FILE",
+)
+
+
+def pip_index_settings() -> list[str]:
+    """Where pip's index configuration comes from, if anywhere (pip.conf files, PIP_*)."""
+    import configparser
+
+    found = [name for name in _PIP_INDEX_VARIABLES if os.environ.get(name)]
+    explicit = os.environ.get("PIP_CONFIG_FILE")
+    if explicit == os.devnull:  # pip reads no configuration files at all
+        return found
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    files = [
+        Path("/etc/xdg/pip/pip.conf"),
+        Path("/etc/pip.conf"),
+        Path.home() / ".pip/pip.conf",
+        config_home / "pip/pip.conf",
+        Path(sys.prefix) / "pip.conf",
+    ]
+    if explicit:
+        files.append(Path(explicit))
+    for file in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(file, encoding="utf-8")
+        except (OSError, configparser.Error, UnicodeDecodeError):
+            continue
+        found += [
+            f"{key} in {file}"
+            for section in ("global", "install")
+            if parser.has_section(section)
+            for key in _PIP_INDEX_KEYS
+            if parser.has_option(section, key)
+        ]
+    return found
+
+
+def uv_has_index_settings() -> bool:
+    if any(os.environ.get(name) for name in _UV_INDEX_VARIABLES):
+        return True
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return (config_home / "uv" / "uv.toml").is_file() or Path("/etc/uv/uv.toml").is_file()
+
+
+def _warn_if_pip_settings_are_ignored() -> None:
+    # A private index configured only for pip would be silently bypassed by uv,
+    # and a public package of the same name could be installed instead.
+    pip_settings = pip_index_settings()
+    if pip_settings and not uv_has_index_settings():
+        logger.warning(
+            "using uv (--installer auto), which does not read pip's index configuration "
+            "(%s); pass --installer pip to use it, or configure uv (UV_INDEX_URL, uv.toml)",
+            ", ".join(pip_settings),
+        )
 
 
 def installer_environ(base: Mapping[str, str]) -> dict[str, str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kiln.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class BuildResult:
         """The JSON-ready report that ``--report`` writes."""
         from kiln import __version__
 
-        return {
+        report: dict[str, Any] = {
             "kiln_version": __version__,
             "source": str(self.source),
             "outdir": str(self.outdir) if self.outdir else None,
@@ -93,11 +96,19 @@ class BuildResult:
                 for s in self.steps
             ],
         }
+        if self.metadata is not None:
+            report["metadata"] = self.metadata
+        return report
 
 
 def write_report(result: BuildResult, path: Path) -> None:
     """Write ``result.report()`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.kiln-partial")
-    partial.write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write report {path}: {error.strerror or error}") from error

@@ -84,8 +84,9 @@ class VirtualEnvironment:
         constraints: Sequence[Path],
         base_environ: Mapping[str, str],
     ) -> None:
-        self.path = path
-        self.python = interpreter_path(path)
+        # Hooks run in the project directory: a relative path would point elsewhere.
+        self.path = path.absolute()
+        self.python = interpreter_path(self.path)
         self.installer = installer
         self.constraints = tuple(constraints)
         self._base_environ = dict(base_environ)
