@@ -11,6 +11,7 @@ from pathlib import Path
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
 WHEELHOUSE = Path(os.environ.get("KILN_TEST_WHEELHOUSE", TESTS / "wheelhouse")).absolute()
+SRC = TESTS.parent / "src"
 INSTALLERS = ("pip", "uv")
 
 

@@ -12,7 +12,12 @@ from kiln.requirements import unmet_requirements
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A site directory with a few installed distributions, as installers lay them out."""
-    install(tmp_path, "alpha", "2.0", ["beta>=1", "gamma; extra == 'fast'", "delta; python_version < '3'"])
+    install(
+        tmp_path,
+        "alpha",
+        "2.0",
+        ["beta>=1", "gamma; extra == 'fast'", "delta; python_version < '3'"],
+    )
     install(tmp_path, "beta", "1.5")
     install(tmp_path, "Mixed_Case.Name", "1.0")
     return tmp_path
@@ -48,11 +53,15 @@ def test_names_are_normalized(site: Path) -> None:
 
 def test_markers_are_evaluated(site: Path) -> None:
     assert unmet(site, "zeta; python_version < '3'") == []
-    assert unmet(site, "zeta; python_version >= '3'") == ['zeta; python_version >= "3" (not installed)']
+    assert unmet(site, "zeta; python_version >= '3'") == [
+        'zeta; python_version >= "3" (not installed)'
+    ]
 
 
 def test_extras_pull_in_their_requirements(site: Path) -> None:
-    assert unmet(site, "alpha[fast]") == ["gamma; extra == \"fast\" (not installed), required by alpha[fast]"]
+    assert unmet(site, "alpha[fast]") == [
+        'gamma; extra == "fast" (not installed), required by alpha[fast]'
+    ]
 
 
 def test_transitive_requirement_reports_its_chain(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Shared test setup: the local wheelhouse, offline installers, fixture projects.
+
+Every test runs with pip and uv pointed at ``tests/wheelhouse`` (filled once by
+``python tests/fill_wheelhouse.py``) and shut off from any index and from the
+machine's own pip/uv configuration, so the suite never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES, WHEELHOUSE
+
+
+def installer_offline_environ(wheelhouse: Path, uv_cache: Path) -> dict[str, str]:
+    """Variables that make pip and uv install from ``wheelhouse`` and nothing else."""
+    empty_index = uv_cache.parent / "empty-index"
+    empty_index.mkdir(parents=True, exist_ok=True)
+    return {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "UV_NO_CONFIG": "1",
+        "UV_OFFLINE": "1",
+        "UV_DEFAULT_INDEX": empty_index.as_uri(),
+        "UV_FIND_LINKS": str(wheelhouse),
+        "UV_CACHE_DIR": str(uv_cache),
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    if not (WHEELHOUSE / ".fill-stamp").is_file():
+        pytest.fail(
+            f"the test wheelhouse {WHEELHOUSE} is not filled; run: python tests/fill_wheelhouse.py",
+            pytrace=False,
+        )
+    return WHEELHOUSE
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environ(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No test sees the machine's pip/uv settings or the user's kiln cache."""
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_", "KILN_")) or name in ("PYTHONPATH", "VIRTUAL_ENV"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "kiln-cache"))
+    if "integration" in request.keywords:
+        wheels: Path = request.getfixturevalue("wheelhouse")
+        cache: Path = request.getfixturevalue("uv_cache")
+        for name, value in installer_offline_environ(wheels, cache).items():
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[ProjectFactory]:
+    yield ProjectFactory(tmp_path)
+
+
+class ProjectFactory:
+    """Copies fixture projects into a test's own directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, name: str) -> Path:
+        target = self.root / "projects" / name
+        shutil.copytree(FIXTURES / name, target)
+        return target

@@ -1,0 +1,283 @@
+"""Every bad input: a clear one-line error, the documented exit code, nothing lost."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+import kiln
+from kiln.errors import BackendError, HookFailedError
+from tests.conftest import ProjectFactory
+from tests.helpers import INSTALLERS, run_kiln
+
+pytestmark = pytest.mark.integration
+
+
+def error_line(stderr: str) -> str:
+    [line] = [line for line in stderr.splitlines() if line.startswith("kiln: error:")]
+    return line
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+def test_toml_syntax_error(project: ProjectFactory) -> None:
+    source = project("bad_toml")
+    completed = run_kiln(source)
+    assert completed.returncode == 2
+    line = error_line(completed.stderr)
+    assert str(source / "pyproject.toml") in line
+    assert "line " in line and "column " in line
+    assert "Traceback" not in completed.stderr
+    assert not (source / "dist").exists()
+    # The log named on failure tells the same story.
+    log = completed.stderr.split("full log:", 1)[1].strip()
+    assert "kiln: error:" in Path(log).read_text()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "message"),
+    [
+        ("requires_not_list", "build-system.requires must be a list of strings"),
+        ("requires_invalid", "build-system.requires holds an invalid requirement"),
+        (
+            "backend_path_outside/project",
+            "backend-path entry '../elsewhere' is outside the project",
+        ),
+    ],
+)
+def test_bad_build_system_table(project: ProjectFactory, fixture: str, message: str) -> None:
+    source = project(fixture.split("/", maxsplit=1)[0]) / "/".join(fixture.split("/")[1:])
+    completed = run_kiln(source)
+    assert completed.returncode == 2, completed.stderr
+    assert message in error_line(completed.stderr)
+    assert str(source / "pyproject.toml") in completed.stderr
+
+
+def test_typo_keys_warn_but_build(project: ProjectFactory, tmp_path: Path) -> None:
+    completed = run_kiln(project("typo_keys"), "-w", "-o", tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "kiln: warning:" in completed.stderr
+    assert "'build_backend' is unknown; did you mean 'build-backend'?" in completed.stderr
+    assert "'requirements' is unknown; did you mean 'requires'?" in completed.stderr
+
+
+def test_backend_that_cannot_be_imported(project: ProjectFactory) -> None:
+    completed = run_kiln(project("backend_missing"))
+    assert completed.returncode == 2, completed.stderr
+    line = error_line(completed.stderr)
+    assert "'no_such_backend_module.api' could not be imported" in line
+    assert "No module named 'no_such_backend_module'" in line
+
+
+def test_hook_that_raises(project: ProjectFactory) -> None:
+    source = project("hook_raises")
+    outdir = source / "dist"
+    outdir.mkdir()
+    (outdir / "earlier-1.0.tar.gz").write_bytes(b"an earlier artifact")
+    before = snapshot(outdir)
+
+    completed = run_kiln(source)
+    assert completed.returncode == 1
+    line = error_line(completed.stderr)
+    assert "build_sdist hook failed (exit status 1)" in line
+    # The backend's own output and exception reach the user, and the full log is named.
+    assert "KILN-FIXTURE-HOOK-RAISES: backend output before the failure" in completed.stderr
+    assert "RuntimeError: kiln-fixture-hook-raises: deliberate failure" in completed.stderr
+    log_line = next(ln for ln in completed.stderr.splitlines() if "full log:" in ln)
+    log = Path(log_line.split("full log:", 1)[1].strip())
+    assert "deliberate failure in build_sdist" in log.read_text()
+    assert snapshot(outdir) == before
+
+
+def test_hook_that_raises_through_the_api(project: ProjectFactory, tmp_path: Path) -> None:
+    with pytest.raises(HookFailedError) as caught:
+        kiln.build(project("hook_raises"), tmp_path, ["wheel"])
+    error = caught.value
+    assert error.exit_code == 1
+    assert error.hook == "build_wheel"
+    assert any("deliberate failure in build_wheel" in line for line in error.output_tail)
+    assert error.log_path is not None and error.log_path.is_file()
+
+
+def test_hook_returning_a_missing_file(project: ProjectFactory) -> None:
+    source = project("hook_bad_return")
+    outdir = source / "dist"
+    outdir.mkdir()
+    # A file with the name the hook claims: it must survive the failed build untouched.
+    (outdir / "kiln_fixture_hook_bad_return-1.0.0-py3-none-any.whl").write_bytes(b"mine")
+    before = snapshot(outdir)
+    completed = run_kiln(source, "-w")
+    assert completed.returncode == 1
+    assert (
+        "build_wheel hook returned 'kiln_fixture_hook_bad_return-1.0.0-py3-none-any.whl', "
+        "but no such file was written" in error_line(completed.stderr)
+    )
+    assert snapshot(outdir) == before
+
+
+def test_hook_returning_the_wrong_kind_of_file(project: ProjectFactory, tmp_path: Path) -> None:
+    outdir = tmp_path / "out"
+    completed = run_kiln(project("hook_bad_return"), "-s", "-o", outdir)
+    assert completed.returncode == 1
+    assert (
+        "build_sdist hook returned 'kiln_fixture_hook_bad_return-1.0.0.whl', which is not "
+        "a sdist file name" in error_line(completed.stderr)
+    )
+    assert list(outdir.iterdir()) == []
+
+
+def test_editable_without_build_editable(project: ProjectFactory) -> None:
+    source = project("no_editable")
+    completed = run_kiln(source, "--editable")
+    assert completed.returncode == 2, completed.stderr
+    assert (
+        "does not support editable builds (PEP 660): it has no build_editable hook"
+        in error_line(completed.stderr)
+    )
+    assert list((source / "dist").iterdir()) == []
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_unresolvable_requirement_shows_the_installer_message(
+    project: ProjectFactory, installer: str
+) -> None:
+    completed = run_kiln(project("unresolvable"), "--installer", installer)
+    assert completed.returncode == 3
+    assert (
+        "kiln: error: " + installer + " could not install the build requirements"
+        in completed.stderr
+    )
+    if installer == "pip":
+        assert (
+            "No matching distribution found for kiln-no-such-package-xyz==1.0" in completed.stderr
+        )
+    else:
+        assert "kiln-no-such-package-xyz" in completed.stderr
+        assert "not found" in completed.stderr or "No solution found" in completed.stderr
+
+
+def make_sdist(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            archive.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return path
+
+
+def file_member(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.REGTYPE
+    return info, data
+
+
+def symlink_member(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info, b""
+
+
+PKG_INFO = file_member("evil-1.0/PKG-INFO", b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+SETUP = file_member("evil-1.0/setup.py", b"from setuptools import setup\nsetup()\n")
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (file_member("evil-1.0/../../escaped.txt"), "outside"),
+        (file_member("/tmp/kiln-absolute-escape.txt"), "absolute"),
+        (symlink_member("evil-1.0/link", "../../../etc"), "outside"),
+    ],
+    ids=["traversal", "absolute", "symlink-out"],
+)
+def test_unsafe_sdist_is_refused(
+    tmp_path: Path, member: tuple[tarfile.TarInfo, bytes], message: str
+) -> None:
+    inputs = tmp_path / "inputs" / "deeper" / "still"
+    inputs.mkdir(parents=True)
+    archive = make_sdist(inputs / "evil-1.0.tar.gz", [PKG_INFO, SETUP, member])
+    before = snapshot(tmp_path / "inputs")
+    completed = run_kiln(archive)
+    assert completed.returncode == 2
+    line = error_line(completed.stderr)
+    assert "evil-1.0.tar.gz" in line and message in line
+    assert snapshot(tmp_path / "inputs") == before
+    assert not Path("/tmp/kiln-absolute-escape.txt").exists()
+    assert list((Path(os.environ["KILN_CACHE_DIR"]) / "scratch-v1").iterdir()) == []
+
+
+def test_sdist_without_pkg_info_is_refused(tmp_path: Path) -> None:
+    archive = make_sdist(tmp_path / "evil-1.0.tar.gz", [SETUP])
+    completed = run_kiln(archive)
+    assert completed.returncode == 2
+    assert "has no PKG-INFO" in error_line(completed.stderr)
+
+
+def test_interrupt_stops_the_backend_and_leaves_nothing(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    source = project("probe_backend")
+    pids_file = tmp_path / "pids"
+    outdir = tmp_path / "out"
+    env = dict(os.environ, KILN_TEST_HANG_PIDS=str(pids_file))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiln", str(source), "-w", "-o", str(outdir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not pids_file.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the backend never started"
+        time.sleep(0.05)
+    backend_pid, grandchild_pid = map(int, pids_file.read_text().split())
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    for pid in (backend_pid, grandchild_pid):
+        assert not pid_alive(pid), f"process {pid} outlived kiln"
+    assert list(outdir.iterdir()) == []  # no staging directory, no partial wheel
+    scratch = Path(os.environ["KILN_CACHE_DIR"]) / "scratch-v1"
+    assert list(scratch.iterdir()) == []
+
+
+def pid_alive(pid: int) -> bool:
+    # A killed child of a dead parent may linger as a zombie until reaped; give it a moment.
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        if _is_zombie(pid):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def test_backend_error_is_a_kiln_error() -> None:
+    assert issubclass(BackendError, kiln.errors.KilnError)
