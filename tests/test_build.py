@@ -266,3 +266,21 @@ def test_unwritable_report_is_an_error_not_a_crash(project: ProjectFactory, tmp_
     assert f"kiln: error: cannot write report {blocker / 'report.json'}" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert len(list((tmp_path / "out").glob("*.whl"))) == 1
+
+
+def test_wheel_from_a_legacy_zip_sdist(project: ProjectFactory, tmp_path: Path) -> None:
+    import zipfile
+
+    [sdist] = kiln.build(project("setuptools_legacy"), tmp_path / "tar", ["sdist"]).artifacts
+    archive = tmp_path / "zip" / sdist.name.replace(".tar.gz", ".zip")
+    archive.parent.mkdir()
+    with tarfile.open(sdist.path) as tar, zipfile.ZipFile(archive, "w") as repacked:
+        for member in tar.getmembers():
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                repacked.writestr(member.name, extracted.read())
+    completed = run_kiln(archive)
+    assert completed.returncode == 0, completed.stderr
+    [wheel] = archive.parent.glob("*.whl")
+    assert "kiln_fixture_legacy/__init__.py" in wheel_files(wheel)
