@@ -247,7 +247,7 @@ def test_nothing_is_left_in_the_cache_scratch(project: ProjectFactory, tmp_path:
     cache = tmp_path / "cache"
     kiln.build(source, cache_dir=cache)
     assert (cache / "CACHEDIR.TAG").is_file()
-    assert list((cache / "scratch-v1").iterdir()) == []
+    assert list((cache / "runs-v1").iterdir()) == []
     assert len(list((cache / "logs-v1").glob("*.log"))) == 1
 
 

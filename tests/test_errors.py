@@ -216,7 +216,7 @@ def test_unsafe_sdist_is_refused(
     assert "evil-1.0.tar.gz" in line and message in line
     assert snapshot(tmp_path / "inputs") == before
     assert not Path("/tmp/kiln-absolute-escape.txt").exists()
-    assert list((Path(os.environ["KILN_CACHE_DIR"]) / "scratch-v1").iterdir()) == []
+    assert list((Path(os.environ["KILN_CACHE_DIR"]) / "runs-v1").iterdir()) == []
 
 
 def test_sdist_without_pkg_info_is_refused(tmp_path: Path) -> None:
@@ -255,8 +255,13 @@ def test_interrupt_stops_the_backend_and_leaves_nothing(
     for pid in (backend_pid, grandchild_pid):
         assert not pid_alive(pid), f"process {pid} outlived kiln"
     assert list(outdir.iterdir()) == []  # no staging directory, no partial wheel
-    scratch = Path(os.environ["KILN_CACHE_DIR"]) / "scratch-v1"
-    assert list(scratch.iterdir()) == []
+    # The interrupted build is kept for `kiln debug`, its scratch files cleaned.
+    [run] = (Path(os.environ["KILN_CACHE_DIR"]) / "runs-v1").iterdir()
+    assert (run / "failed.json").is_file()
+    assert (run / "env" / "pyvenv.cfg").is_file()
+    assert list((run / "tmp").iterdir()) == []
+    assert f"the build environment is kept at {run / 'env'}" in stderr
+    assert "kiln debug" in stderr
 
 
 def pid_alive(pid: int) -> bool:

@@ -50,12 +50,15 @@ def build(
     installer: str = "auto",
     constraints: Iterable[PathLike] = (),
     cache_dir: PathLike | None = None,
+    env_dir: PathLike | None = None,
 ) -> BuildResult:
     """Build ``source`` (a project directory or an sdist) into ``outdir``.
 
     ``distributions`` is any of ``"sdist"``, ``"wheel"``, ``"editable"``; empty
     means an sdist and then a wheel built from that sdist (from an sdist
-    archive: a wheel). Raises :class:`kiln.errors.KilnError` on failure.
+    archive: a wheel). ``env_dir`` is where the build environment goes (absent
+    or empty; removed after success, kept after failure); unlike the CLI, the
+    API does not read ``KILN_ENV_DIR``. Raises :class:`kiln.errors.KilnError`.
     """
     from kiln.builder import build as run_build
 
@@ -69,6 +72,7 @@ def build(
         installer=installer,
         constraints=constraints,
         cache_dir=cache_dir,
+        env_dir=env_dir,
     )
     return run_build(request)
 
@@ -82,6 +86,7 @@ def get_metadata(
     installer: str = "auto",
     constraints: Iterable[PathLike] = (),
     cache_dir: PathLike | None = None,
+    env_dir: PathLike | None = None,
 ) -> dict[str, Any]:
     """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``."""
     from kiln.builder import prepare_metadata
@@ -94,6 +99,7 @@ def get_metadata(
         installer=installer,
         constraints=constraints,
         cache_dir=cache_dir,
+        env_dir=env_dir,
     )
     metadata = prepare_metadata(request).metadata
     assert metadata is not None
@@ -111,6 +117,7 @@ def _request(
     installer: str,
     constraints: Iterable[PathLike],
     cache_dir: PathLike | None,
+    env_dir: PathLike | None,
 ) -> BuildRequest:
     from pathlib import Path
 
@@ -127,6 +134,7 @@ def _request(
         installer=installer,
         constraints=absolute_paths([os.fspath(c) for c in constraints]),
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        env_dir=Path(env_dir) if env_dir is not None else None,
     )
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from kiln import __version__
 from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
+from kiln.environments.envdir import EnvDir
 from kiln.errors import KilnError, UsageError
 from kiln.hooks import Backend
-from kiln.output import check_artifact, prepare_outdir, publish, staging_dir
+from kiln.output import check_artifact, check_env_dir_left_out, prepare_outdir, publish, staging_dir
 from kiln.project import Project, SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
 from kiln.result import Artifact, BuildResult, BuildStep
-from kiln.workspace import Workspace
+from kiln.workspace import LOG_NAME, Workspace, new_run_id
 
 logger = logging.getLogger("kiln")
 
@@ -64,22 +65,20 @@ def build(request: BuildRequest) -> BuildResult:
     started = time.monotonic()
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
-    with _session(request, source) as (workspace, project, result):
-        outdir = prepare_outdir(
-            Path(request.outdir).absolute() if request.outdir else source.default_outdir
-        )
-        result.outdir = outdir
-        with _provider(request, workspace, result).open(workspace.log) as environment:
-            current = project
+    outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
+    with _session(request, source, outdir) as session:
+        result = session.result
+        result.outdir = prepare_outdir(outdir)
+        with session.open_environment() as environment:
+            project = session.project
             for distribution in plan.distributions:
-                artifact, step = _build_one(
-                    current, environment, distribution, outdir, workspace, request
-                )
+                artifact, step = _build_one(project, environment, distribution, session)
                 result.artifacts.append(artifact)
                 result.steps.append(step)
                 if plan.wheel_from_sdist and distribution == SDIST:
                     # The wheel is built from the sdist, which proves the sdist builds.
-                    current = Project.load(_unpack(artifact.path, workspace.scratch / "from-sdist"))
+                    from_sdist = session.workspace.root / "from-sdist"
+                    project = Project.load(_unpack(artifact.path, from_sdist))
     result.seconds = time.monotonic() - started
     return result
 
@@ -90,50 +89,148 @@ def prepare_metadata(request: BuildRequest) -> BuildResult:
 
     started = time.monotonic()
     source = SourceInput.resolve(request.source)
-    with _session(request, source) as (workspace, project, result):
-        with _provider(request, workspace, result).open(workspace.log) as environment:
-            backend, _ = _prepare_backend(project, environment, WHEEL, workspace, request)
-            metadata_dir = workspace.scratch / "metadata"
+    with _session(request, source, None) as session:
+        with session.open_environment() as environment:
+            backend, _ = _prepare_backend(session.project, environment, WHEEL, session)
+            metadata_dir = session.workspace.root / "metadata"
             metadata_dir.mkdir()
             logger.info("Getting metadata for wheel")
             dist_info = backend.prepare_metadata(WHEEL, metadata_dir, request.config_settings)
             text = (metadata_dir / dist_info / "METADATA").read_bytes()
         raw, unparsed = parse_email(text)
-        result.metadata = {**unparsed, **raw}
-    result.seconds = time.monotonic() - started
-    return result
+        session.result.metadata = {**unparsed, **raw}
+    session.result.seconds = time.monotonic() - started
+    return session.result
+
+
+@dataclass
+class Session:
+    """What one run works with: its request, workspace, project and environment provider."""
+
+    request: BuildRequest
+    workspace: Workspace
+    project: Project
+    result: BuildResult
+    provider: EnvironmentProvider
+    env_dir: EnvDir | None
+    # Set once the environment exists: from then on a failure leaves something to look at.
+    environment_opened: bool = False
+
+    @contextlib.contextmanager
+    def open_environment(self) -> Iterator[BuildEnvironment]:
+        self.environment_opened = True
+        with self.provider.open(self.workspace.log) as environment:
+            yield environment
 
 
 @contextlib.contextmanager
-def _session(
-    request: BuildRequest, source: SourceInput
-) -> Iterator[tuple[Workspace, Project, BuildResult]]:
-    """Open the cache and a workspace, and load the project: shared by every entry point."""
+def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) -> Iterator[Session]:
+    """Claim the places this run works in, load the project, and settle up afterwards.
+
+    On success the run directory goes (and a user's env dir is emptied); after a
+    failure past the point where the environment was made, both are kept, and
+    the error says where.
+    """
     _check_constraints(request)
-    cache = Cache.open(request.cache_dir)
-    with Workspace(cache, source.label) as workspace:
-        cache.prune_logs()
-        logger.debug("build log: %s", workspace.log.path)
+    cache = _open_cache(request)
+    env_dir = _claim_env_dir(request, source, outdir, cache)
+    try:
+        workspace = (
+            Workspace(env_dir.run_dir, cache=cache, label=source.label, run_id=new_run_id())
+            if env_dir is not None
+            else Workspace.in_cache(_require(cache), source.label)
+        )
+    except BaseException:
+        if env_dir is not None:
+            env_dir.clean()
+        raise
+    session: Session | None = None
+    try:
         workspace.log.section(f"kiln {__version__} building {source.path}")
-        try:
-            project = Project.load(source.project_dir(workspace.scratch / "source"))
-            result = BuildResult(
-                source=source.path,
-                outdir=None,
-                isolated=request.isolation,
-                installer=None,
-                python=sys.executable,
-                log_path=workspace.log.path,
-            )
-            yield workspace, project, result
-        except KilnError as error:
+        if cache is not None:
+            cache.prune(keep_running=workspace.root)
+        project = Project.load(source.project_dir(workspace.root / "source"))
+        result = BuildResult(
+            source=source.path,
+            outdir=None,
+            isolated=request.isolation,
+            installer=None,
+            python=sys.executable,
+            log_path=workspace.log.path,
+        )
+        provider = _provider(request, workspace, env_dir, result)
+        session = Session(request, workspace, project, result, provider, env_dir)
+        yield session
+    except BaseException as error:
+        if session is None or not session.environment_opened:
             workspace.log.section(f"kiln: error: {error}")
-            error.log_path = error.log_path or workspace.log.path
+            _discard(workspace, env_dir)
+            if isinstance(error, KilnError) and workspace.cache is not None:
+                error.log_path = workspace.log.path
             raise
+        reason = str(error) if isinstance(error, KilnError) else "interrupted"
+        if not isinstance(error, (KilnError, KeyboardInterrupt)):
+            reason = f"{type(error).__name__}: {error}"
+        kept = workspace.fail(reason, source=source.path, environment=session.provider.location)
+        if env_dir is not None:
+            env_dir.keep()
+        kept_build = KeptBuild(kept, session.provider.location, kept / LOG_NAME)
+        if isinstance(error, KilnError):
+            error.log_path = kept_build.log
+        # KeyboardInterrupt included: the CLI tells the user where to look.
+        error.kiln_kept_build = kept_build  # type: ignore[attr-defined]
+        logger.debug("failed build kept in %s", kept)
+        raise
+    else:
+        workspace.succeed()
+        session.result.log_path = workspace.log.path if cache is not None else None
+        if env_dir is not None:
+            env_dir.clean()
+
+
+@dataclass(frozen=True)
+class KeptBuild:
+    """Where a failed build was kept: its run directory, environment and log."""
+
+    run_dir: Path
+    environment: Path | None
+    log: Path
+
+
+def _discard(workspace: Workspace, env_dir: EnvDir | None) -> None:
+    """A run that failed before its environment existed has nothing worth keeping."""
+    workspace.succeed()
+    if env_dir is not None:
+        env_dir.clean()
+
+
+def _open_cache(request: BuildRequest) -> Cache | None:
+    try:
+        return Cache.open(request.cache_dir)
+    except UsageError:
+        if request.env_dir is None:
+            raise
+        # A read-only machine with one writable --env-dir: work in there alone.
+        logger.info("cache directory unusable; keeping this run's files in the env dir")
+        return None
+
+
+def _require(cache: Cache | None) -> Cache:
+    assert cache is not None
+    return cache
+
+
+def _claim_env_dir(
+    request: BuildRequest, source: SourceInput, outdir: Path | None, cache: Cache | None
+) -> EnvDir | None:
+    if request.env_dir is None:
+        return None
+    protected = [source.path, *([outdir] if outdir else []), *([cache.root] if cache else [])]
+    return EnvDir.claim(request.env_dir, must_not_contain=protected)
 
 
 def _provider(
-    request: BuildRequest, workspace: Workspace, result: BuildResult
+    request: BuildRequest, workspace: Workspace, env_dir: EnvDir | None, result: BuildResult
 ) -> EnvironmentProvider:
     environ = workspace.subprocess_environ()
     if not request.isolation:
@@ -142,13 +239,13 @@ def _provider(
         return CurrentInterpreterProvider(
             environ, check_requirements=not request.skip_dependency_check
         )
-    from kiln.environments.virtual import ThrowawayProvider
+    from kiln.environments.virtual import FreshVirtualEnvProvider
     from kiln.installers import select_installer
 
     installer = select_installer(request.installer)
     result.installer = installer.name
-    return ThrowawayProvider(
-        workspace.scratch,
+    return FreshVirtualEnvProvider(
+        env_dir.path if env_dir is not None else workspace.root / "env",
         installer=installer,
         constraints=request.constraints,
         base_environ=environ,
@@ -156,38 +253,40 @@ def _provider(
 
 
 def _prepare_backend(
-    project: Project,
-    environment: BuildEnvironment,
-    distribution: str,
-    workspace: Workspace,
-    request: BuildRequest,
+    project: Project, environment: BuildEnvironment, distribution: str, session: Session
 ) -> tuple[Backend, tuple[str, ...]]:
     """A backend whose static and dynamic requirements for ``distribution`` are met.
 
     Also returns all those requirements, static first.
     """
-    environment.satisfy(project.build_system.requires, workspace.log)
-    backend = Backend(project, environment, workspace.log)
-    dynamic = backend.get_requires(distribution, request.config_settings)
-    environment.satisfy(dynamic, workspace.log)
+    log = session.workspace.log
+    environment.satisfy(project.build_system.requires, log)
+    backend = Backend(
+        project,
+        environment,
+        log,
+        handoff_root=session.workspace.hooks,
+        record_path=session.workspace.hook_record,
+    )
+    dynamic = backend.get_requires(distribution, session.request.config_settings)
+    environment.satisfy(dynamic, log)
     return backend, (*project.build_system.requires, *dynamic)
 
 
 def _build_one(
-    project: Project,
-    environment: BuildEnvironment,
-    distribution: str,
-    outdir: Path,
-    workspace: Workspace,
-    request: BuildRequest,
+    project: Project, environment: BuildEnvironment, distribution: str, session: Session
 ) -> tuple[Artifact, BuildStep]:
     started = time.monotonic()
-    backend, requirements = _prepare_backend(project, environment, distribution, workspace, request)
+    outdir = session.result.outdir
+    assert outdir is not None
+    backend, requirements = _prepare_backend(project, environment, distribution, session)
     logger.info("Building %s from %s", distribution, project.source_dir)
+    hook = f"build_{distribution}"
     with staging_dir(outdir) as staging:
-        name = backend.build(distribution, staging, request.config_settings)
-        hook = f"build_{distribution}"
-        staged = check_artifact(staging, name, distribution, hook, workspace.log.path)
+        name = backend.build(distribution, staging, session.request.config_settings)
+        staged = check_artifact(staging, name, distribution, hook, session.workspace.log.path)
+        if session.env_dir is not None:
+            check_env_dir_left_out(staged, session.env_dir.path, project.source_dir, hook)
         artifact = publish(staged, outdir, distribution)
     step = BuildStep(
         distribution=distribution,
@@ -206,6 +305,10 @@ def _unpack(archive: Path, destination: Path) -> Path:
 
 
 def _check_constraints(request: BuildRequest) -> None:
+    if request.env_dir is not None and not request.isolation:
+        raise UsageError(
+            "--env-dir names an isolated environment; it has no effect with --no-isolation"
+        )
     if request.constraints and not request.isolation:
         raise UsageError(
             "-c/--constraint applies to installs; it has no effect with --no-isolation"

@@ -9,8 +9,10 @@ can change a bucket's layout without misreading an older one.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import UsageError
@@ -25,11 +27,20 @@ CACHEDIR_TAG = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 
-SCRATCH = "scratch-v1"
+RUNS = "runs-v1"
 LOGS = "logs-v1"
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
 KEPT_LOGS = 50
+# Failed runs kept for `kiln debug`: the newest few, and none older than a week.
+KEPT_FAILED_RUNS = 5
+FAILED_RUN_MAX_AGE = 7 * 24 * 3600
+# A run directory nobody holds, not marked failed, is a crashed run's leftovers;
+# a day's grace covers clocks and slow machines.
+STALE_RUN_AGE = 24 * 3600
+# Names from the run directory layout (see kiln.workspace), needed here to prune.
+_RUN_LOCK = ".lock"
+_RUN_FAILED = "failed.json"
 
 
 def default_cache_dir() -> Path:
@@ -82,13 +93,102 @@ class Cache:
 
     def prune_logs(self, keep: int = KEPT_LOGS) -> None:
         """Remove all but the newest ``keep`` logs."""
-
-        def modified(path: Path) -> float:
-            try:
-                return path.stat().st_mtime
-            except OSError:  # removed meanwhile by a concurrent run
-                return 0.0
-
-        logs = sorted(self.bucket(LOGS).glob("*.log"), key=modified, reverse=True)
+        logs = sorted(self.bucket(LOGS).glob("*.log"), key=_modified, reverse=True)
         for old in logs[keep:]:
             old.unlink(missing_ok=True)
+
+    def failed_runs(self) -> list[Path]:
+        """Kept failed runs, newest first."""
+        runs = self.root / RUNS
+        if not runs.is_dir():
+            return []
+        failed = [run for run in runs.iterdir() if (run / _RUN_FAILED).is_file()]
+        return sorted(failed, key=_modified, reverse=True)
+
+    def prune(
+        self,
+        *,
+        keep_running: Path | None = None,
+        stale_after: float = STALE_RUN_AGE,
+        keep_failed: int = KEPT_FAILED_RUNS,
+        failed_max_age: float = FAILED_RUN_MAX_AGE,
+    ) -> PruneReport:
+        """Remove crashed runs' leftovers, old failed runs and old logs.
+
+        A run directory whose lock a live process holds is never touched.
+        """
+        from kiln.locks import is_locked
+
+        report = PruneReport()
+        now = time.time()
+        runs = self.root / RUNS
+        failed = self.failed_runs()
+        failed_kept = {run for run in failed[:keep_failed] if now - _modified(run) < failed_max_age}
+        for run in sorted(runs.iterdir()) if runs.is_dir() else []:
+            if run == keep_running or run in failed_kept:
+                continue
+            is_failed = run in failed
+            if not is_failed and now - _modified(run) < stale_after:
+                continue  # probably a run that has only just started
+            if is_locked(run / _RUN_LOCK):
+                continue
+            report.freed += _size(run)
+            shutil.rmtree(run, ignore_errors=True)
+            (report.failed_runs if is_failed else report.stale_runs).append(run)
+        before = set(self.bucket(LOGS).glob("*.log"))
+        self.prune_logs()
+        report.logs = len(before - set(self.bucket(LOGS).glob("*.log")))
+        return report
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes used by each bucket."""
+        return {entry.name: _size(entry) for entry in sorted(self.root.iterdir()) if entry.is_dir()}
+
+    def clean(self) -> list[Path]:
+        """Remove every bucket, except runs a live process holds; returns what stayed."""
+        from kiln.locks import is_locked
+
+        kept: list[Path] = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name == "CACHEDIR.TAG":
+                continue
+            if entry.name == RUNS and entry.is_dir():
+                for run in entry.iterdir():
+                    if is_locked(run / _RUN_LOCK):
+                        kept.append(run)
+                    else:
+                        shutil.rmtree(run, ignore_errors=True)
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        return kept
+
+
+@dataclass
+class PruneReport:
+    """What :meth:`Cache.prune` removed."""
+
+    stale_runs: list[Path] = field(default_factory=list)
+    failed_runs: list[Path] = field(default_factory=list)
+    logs: int = 0
+    freed: int = 0
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile by a concurrent run
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                continue
+    return total

@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
+from kiln.environments.envdir import ENV_DIR_ENV, RUN_DIR_NAME
 from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, UsageError
 from kiln.installers import INSTALLER_CHOICES
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
 from kiln.result import BuildResult, write_report
+from kiln.subcommands import SUBCOMMANDS
 
 DESCRIPTION = """\
 Build a Python project into an sdist and wheels, in an isolated environment.
@@ -118,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="what installs build requirements (default: auto, uv when installed, else pip)",
     )
     env.add_argument(
+        "--env-dir",
+        metavar="PATH",
+        type=Path,
+        default=_path_from_environment(ENV_DIR_ENV),
+        help="build in an environment at PATH (absent or empty; default: $KILN_ENV_DIR); "
+        "removed after success, kept after failure",
+    )
+    env.add_argument(
         "-c",
         "--constraint",
         "--dependency-constraints-txt",
@@ -172,10 +183,26 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         installer=args.installer,
         constraints=absolute_paths(args.constraints),
         cache_dir=args.cache_dir,
+        env_dir=args.env_dir,
     )
 
 
+def _path_from_environment(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        from kiln import subcommands
+
+        try:
+            return subcommands.run(argv)
+        except KilnError as error:
+            _print_error(error, 0)
+            return error.exit_code
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     parser = build_parser()
     args = parser.parse_args(argv)
     verbosity = args.verbose - args.quiet
@@ -198,8 +225,9 @@ def run(argv: Sequence[str]) -> int:
     except KilnError as error:
         _print_error(error, verbosity)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("\nkiln: interrupted", file=sys.stderr)
+        _print_kept_build(interrupt)
         return EXIT_INTERRUPTED
     return EXIT_OK
 
@@ -219,6 +247,18 @@ def _print_error(error: KilnError, verbosity: int) -> None:
     if error.log_path is not None:
         lines.append(f"  full log: {error.log_path}")
     print("\n".join(lines), file=sys.stderr)
+    _print_kept_build(error)
+
+
+def _print_kept_build(error: BaseException) -> None:
+    kept = getattr(error, "kiln_kept_build", None)
+    if kept is None:
+        return
+    env_dir = kept.run_dir.parent if kept.run_dir.name == RUN_DIR_NAME else None
+    where = kept.environment or kept.run_dir
+    command = f"kiln debug --env-dir {env_dir}" if env_dir else "kiln debug"
+    print(f"  the build environment is kept at {where}", file=sys.stderr)
+    print(f"  open it, with the failed hook's directory and variables: {command}", file=sys.stderr)
 
 
 class _ProgressFormatter(logging.Formatter):

@@ -7,13 +7,14 @@ come from the user's own pip or uv configuration, unchanged.
 
 from __future__ import annotations
 
+import configparser
 import importlib.metadata
 import importlib.util
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -200,29 +201,45 @@ _UV_INDEX_VARIABLES = (
 )
 
 
-def pip_index_settings() -> list[str]:
-    """Where pip's index configuration comes from, if anywhere (pip.conf files, PIP_*)."""
-    import configparser
+def _home(environ: Mapping[str, str]) -> Path:
+    home = environ.get("USERPROFILE" if os.name == "nt" else "HOME")
+    return Path(home) if home else Path.home()
 
-    found = [name for name in _PIP_INDEX_VARIABLES if os.environ.get(name)]
-    explicit = os.environ.get("PIP_CONFIG_FILE")
+
+def _pip_config_files(environ: Mapping[str, str]) -> list[Path]:
+    """pip's configuration files, lowest precedence first; none if PIP_CONFIG_FILE is devnull."""
+    explicit = environ.get("PIP_CONFIG_FILE")
     if explicit == os.devnull:  # pip reads no configuration files at all
-        return found
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        return []
+    home = _home(environ)
+    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
     files = [
         Path("/etc/xdg/pip/pip.conf"),
         Path("/etc/pip.conf"),
-        Path.home() / ".pip/pip.conf",
+        home / ".pip/pip.conf",
         config_home / "pip/pip.conf",
         Path(sys.prefix) / "pip.conf",
     ]
     if explicit:
         files.append(Path(explicit))
-    for file in files:
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read(file, encoding="utf-8")
-        except (OSError, configparser.Error, UnicodeDecodeError):
+    return files
+
+
+def _read_pip_config(file: Path) -> configparser.RawConfigParser | None:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(file, encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return None
+    return parser
+
+
+def pip_index_settings() -> list[str]:
+    """Where pip's index configuration comes from, if anywhere (pip.conf files, PIP_*)."""
+    found = [name for name in _PIP_INDEX_VARIABLES if os.environ.get(name)]
+    for file in _pip_config_files(os.environ):
+        parser = _read_pip_config(file)
+        if parser is None:
             continue
         found += [
             f"{key} in {file}"
@@ -253,6 +270,116 @@ def _warn_if_pip_settings_are_ignored() -> None:
         )
 
 
+def installer_cache_environ(
+    environ: Mapping[str, str], fallback: Path, *, installers: Collection[str] = ("pip", "uv")
+) -> dict[str, str]:
+    """``environ`` with pip's and uv's cache moved into ``fallback`` where theirs cannot be written.
+
+    pip's cache is ``PIP_CACHE_DIR``, else ``cache-dir`` from pip's configuration
+    files (``[install]`` over ``[global]``, later files over earlier ones), else
+    pip's per-user default. uv's is ``UV_CACHE_DIR``, else uv's per-user default;
+    a ``cache-dir`` in uv.toml is not read, so a uv.toml pointing somewhere
+    unwritable is not helped. A cache that is switched off (``PIP_NO_CACHE_DIR``
+    or ``no-cache-dir`` set to anything, as pip reads it; ``UV_NO_CACHE`` true)
+    is left alone.
+
+    A cache can be written when its directory exists and is writable, or does not
+    exist and its nearest existing ancestor is a writable directory. One that
+    cannot gets ``PIP_CACHE_DIR=<fallback>/pip`` or ``UV_CACHE_DIR=<fallback>/uv``
+    (not created here), and one INFO line on this module's logger says so.
+    Nothing else changes, and ``environ`` itself is not modified.
+
+    ``installers`` limits this to the named installers (``"pip"``, ``"uv"``), so
+    a run that only uses one does not log about the other's cache.
+    """
+    result = dict(environ)
+    pip_cache = _pip_cache_dir(environ) if "pip" in installers else None
+    if pip_cache is not None:
+        result.update(_redirect("pip", "PIP_CACHE_DIR", *pip_cache, fallback / "pip"))
+    uv_cache = _uv_cache_dir(environ) if "uv" in installers else None
+    if uv_cache is not None:
+        result.update(_redirect("uv", "UV_CACHE_DIR", *uv_cache, fallback / "uv"))
+    return result
+
+
+def _redirect(name: str, variable: str, cache: Path, origin: str, fallback: Path) -> dict[str, str]:
+    if _can_write(cache):
+        return {}
+    logger.info("%s cache %s is not writable (%s); using %s instead", name, cache, origin, fallback)
+    return {variable: str(fallback)}
+
+
+def _can_write(directory: Path) -> bool:
+    """Whether ``directory`` is a writable directory, or could be created as one."""
+    try:
+        for candidate in (directory, *directory.parents):
+            if candidate.is_dir():
+                return os.access(candidate, os.W_OK | os.X_OK)
+            if os.path.lexists(candidate):  # a file, or a broken symlink: nothing goes below
+                return False
+    except OSError:  # e.g. a parent that cannot be searched
+        return False
+    return False
+
+
+def _absolute(path: str, environ: Mapping[str, str]) -> Path:
+    if path == "~" or path.startswith(("~/", "~" + os.sep)):
+        path = str(_home(environ)) + path[1:]
+    return Path(os.path.abspath(path))  # noqa: PTH100 (normalised, symlinks kept)
+
+
+def _pip_cache_dir(environ: Mapping[str, str]) -> tuple[Path, str] | None:
+    """Where pip puts its cache and what says so, or None when pip's cache is off."""
+    # pip ignores empty values, and any non-empty no-cache-dir (even "false") turns the
+    # cache off, wherever cache-dir is set.
+    if environ.get("PIP_NO_CACHE_DIR"):
+        return None
+    settings: dict[tuple[str, str], tuple[str, Path]] = {}
+    for file in _pip_config_files(environ):
+        parser = _read_pip_config(file)
+        if parser is None:
+            continue
+        for section in ("global", "install"):
+            if not parser.has_section(section):
+                continue
+            for key, value in parser.items(section):
+                normalized = key.lower().replace("_", "-").removeprefix("--")
+                if value and normalized in ("cache-dir", "no-cache-dir"):
+                    settings[section, normalized] = (value, file)
+    if any((section, "no-cache-dir") in settings for section in ("global", "install")):
+        return None
+    if environ.get("PIP_CACHE_DIR"):
+        return _absolute(environ["PIP_CACHE_DIR"], environ), "from PIP_CACHE_DIR"
+    for section in ("install", "global"):
+        if (section, "cache-dir") in settings:
+            value, file = settings[section, "cache-dir"]
+            return _absolute(value, environ), f"from cache-dir in {file}"
+    if sys.platform == "win32":
+        local = environ.get("LOCALAPPDATA")
+        base = Path(local) if local else _home(environ) / "AppData" / "Local"
+        return base / "pip" / "Cache", "the default location"
+    if sys.platform == "darwin":
+        return _home(environ) / "Library" / "Caches" / "pip", "the default location"
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = _absolute(xdg, environ) if xdg.strip() else _home(environ) / ".cache"
+    return base / "pip", "the default location"
+
+
+def _uv_cache_dir(environ: Mapping[str, str]) -> tuple[Path, str] | None:
+    """Where uv puts its cache and what says so, or None when uv's cache is off."""
+    if environ.get("UV_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "y", "on"):
+        return None
+    if environ.get("UV_CACHE_DIR"):
+        return _absolute(environ["UV_CACHE_DIR"], environ), "from UV_CACHE_DIR"
+    if sys.platform == "win32":
+        local = environ.get("LOCALAPPDATA")
+        base = Path(local) if local else _home(environ) / "AppData" / "Local"
+        return base / "uv" / "cache", "the default location"
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if Path(xdg).is_absolute() else _home(environ) / ".cache"
+    return base / "uv", "the default location"
+
+
 def installer_environ(base: Mapping[str, str]) -> dict[str, str]:
     """The environment an installer runs with: the user's, minus interpreter overrides."""
     return {k: v for k, v in base.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -264,6 +391,7 @@ __all__ = [
     "PipInstaller",
     "UvInstaller",
     "find_uv",
+    "installer_cache_environ",
     "installer_environ",
     "select_installer",
 ]

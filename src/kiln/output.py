@@ -80,3 +80,30 @@ def _valid_wheel_name(name: str) -> bool:
     except InvalidWheelFilename:
         return False
     return True
+
+
+def check_env_dir_left_out(staged: Path, env_dir: Path, source_dir: Path, hook: str) -> None:
+    """Refuse an artifact that packed the user's --env-dir, which sits inside the project."""
+    if not env_dir.is_relative_to(source_dir):
+        return
+    inside = env_dir.relative_to(source_dir).as_posix() + "/"
+    names = _archive_names(staged)
+    # sdists put everything under one top-level directory; wheels do not.
+    packed = [n for n in names if n.startswith(inside) or n.partition("/")[2].startswith(inside)]
+    if packed:
+        raise UsageError(
+            f"the build environment {env_dir} is inside the project and the backend's {hook} "
+            f"hook packed it into {staged.name} (e.g. {packed[0]}); choose an --env-dir "
+            f"outside {source_dir}, or exclude it in the project's build configuration"
+        )
+
+
+def _archive_names(archive: Path) -> list[str]:
+    import tarfile
+    import zipfile
+
+    if archive.name.endswith(".zip") or archive.name.endswith(".whl"):
+        with zipfile.ZipFile(archive) as opened:
+            return opened.namelist()
+    with tarfile.open(archive) as opened:
+        return opened.getnames()

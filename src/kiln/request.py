@@ -33,6 +33,7 @@ class BuildRequest:
     installer: str = "auto"
     constraints: tuple[Path, ...] = ()
     cache_dir: Path | None = None
+    env_dir: Path | None = None
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.distributions if d not in DISTRIBUTIONS]

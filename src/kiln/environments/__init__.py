@@ -40,5 +40,8 @@ class BuildEnvironment(Protocol):
 class EnvironmentProvider(Protocol):
     """Hands out a build environment for the duration of one build."""
 
+    # Where the environment lives on disk, if it is kiln's (None: the running Python).
+    location: Path | None
+
     def open(self, log: BuildLog) -> AbstractContextManager[BuildEnvironment]:
         """Create or reuse an environment; clean up after it as this provider does."""

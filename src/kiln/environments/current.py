@@ -47,6 +47,8 @@ class CurrentEnvironment:
 class CurrentInterpreterProvider:
     """Provides :class:`CurrentEnvironment`; there is nothing to create or remove."""
 
+    location: Path | None = None
+
     def __init__(self, base_environ: Mapping[str, str], *, check_requirements: bool = True):
         self._environ = base_environ
         self._check = check_requirements

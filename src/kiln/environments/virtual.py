@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import sysconfig
 from collections.abc import Iterator, Mapping, Sequence
@@ -120,36 +119,37 @@ class VirtualEnvironment:
         return environ
 
 
-class ThrowawayProvider:
-    """A fresh virtual environment under ``root``, removed when the build ends."""
+class FreshVirtualEnvProvider:
+    """A new virtual environment at ``path``, which must be absent or empty.
+
+    What happens to it afterwards is its owner's business: a run directory
+    removes it with itself, a user's --env-dir is emptied or kept.
+    """
 
     def __init__(
         self,
-        root: Path,
+        path: Path,
         *,
         installer: Installer,
         constraints: Sequence[Path],
         base_environ: Mapping[str, str],
     ) -> None:
-        self.root = root
+        self.location: Path | None = path
         self.installer = installer
         self.constraints = constraints
         self.base_environ = base_environ
 
     @contextlib.contextmanager
     def open(self, log: BuildLog) -> Iterator[BuildEnvironment]:
-        path = self.root / "env"
+        assert self.location is not None
         logger.info(
             "Creating isolated environment (%s, %s)", self.installer.name, sys.version.split()[0]
         )
-        log.section(f"creating build environment at {path}")
-        create_virtualenv(path)
-        try:
-            yield VirtualEnvironment(
-                path,
-                installer=self.installer,
-                constraints=self.constraints,
-                base_environ=self.base_environ,
-            )
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+        log.section(f"creating build environment at {self.location}")
+        create_virtualenv(self.location)
+        yield VirtualEnvironment(
+            self.location,
+            installer=self.installer,
+            constraints=self.constraints,
+            base_environ=self.base_environ,
+        )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from kiln.environments import BuildEnvironment
 from kiln.errors import (
@@ -19,7 +19,7 @@ from kiln.errors import (
     HookFailedError,
     HookUnsupportedError,
 )
-from kiln.hooks.plain import HookProcessError, SubprocessHookRunner
+from kiln.hooks.plain import HookProcessError, SubprocessHookRunner, SubprocessRunner
 from kiln.process import BuildLog
 from kiln.project import Project
 
@@ -29,15 +29,8 @@ ConfigSettings = Mapping[str, Any]
 T = TypeVar("T")
 
 
-class HookRunner(Protocol):
-    """Starts one hook process: pyproject-hooks' ``SubprocessRunner`` signature."""
-
-    def __call__(
-        self,
-        cmd: Sequence[str],
-        cwd: str | None = None,
-        extra_environ: Mapping[str, str] | None = None,
-    ) -> None: ...
+# How a hook process is started; the seam a warm runner plugs into.
+HookRunner = SubprocessRunner
 
 
 class Backend:
@@ -48,19 +41,26 @@ class Backend:
         project: Project,
         environment: BuildEnvironment,
         log: BuildLog,
+        *,
+        handoff_root: Path,
+        record_path: Path | None = None,
         runner: HookRunner | None = None,
     ) -> None:
-        from pyproject_hooks import BuildBackendHookCaller
+        from kiln.hooks.caller import KilnHookCaller
 
         self.project = project
         self.log = log
         build_system = project.build_system
-        self._caller = BuildBackendHookCaller(
+        environ = environment.hook_environ()
+        self._caller = KilnHookCaller(
             str(project.source_dir),
             build_system.build_backend,
-            backend_path=list(build_system.backend_path) or None,
-            runner=runner or SubprocessHookRunner(environment.hook_environ(), log),
+            build_system.backend_path,
+            runner=runner or SubprocessHookRunner(environ, log),
             python_executable=str(environment.python),
+            handoff_root=handoff_root,
+            environ=environ,
+            record_path=record_path,
         )
 
     @property

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from kiln.process import BuildLog, run_logged
+
+
+class SubprocessRunner(Protocol):
+    """Starts one hook process: pyproject-hooks' ``SubprocessRunner`` signature."""
+
+    def __call__(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None: ...
 
 
 class HookProcessError(subprocess.CalledProcessError):

@@ -1,0 +1,128 @@
+"""Opening a failed build: where it was kept, and what the failing hook was.
+
+The CLI's ``kiln debug`` uses this to start a shell in the failed hook's
+directory with its environment variables, and to show the one command that
+runs the hook again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.cache import Cache
+from kiln.environments.envdir import RUN_DIR_NAME
+from kiln.errors import UsageError
+from kiln.workspace import FAILED_NAME, HOOK_RECORD_NAME, LOG_NAME
+
+
+@dataclass(frozen=True)
+class FailedBuild:
+    """A kept failed run, with the hook that failed when there was one."""
+
+    run_dir: Path
+    reason: str
+    source: str
+    environment: Path | None
+    log: Path
+    when: float
+    hook: dict[str, Any] | None
+
+    @property
+    def cwd(self) -> Path:
+        """Where the failed hook ran; else the source (or the run dir)."""
+        if self.hook is not None:
+            return Path(self.hook["cwd"])
+        source = Path(self.source)
+        return source if source.is_dir() else self.run_dir
+
+    def environ(self, base: dict[str, str]) -> dict[str, str]:
+        """The failed hook's environment variables; else ``base`` in the build env."""
+        if self.hook is not None:
+            return dict(self.hook["environ"])
+        environ = dict(base)
+        if self.environment is not None:
+            environ["VIRTUAL_ENV"] = str(self.environment)
+            bin_dir = self.environment / ("Scripts" if os.name == "nt" else "bin")
+            environ["PATH"] = os.pathsep.join([str(bin_dir), environ.get("PATH", "")])
+        return environ
+
+    def rerun_command(self) -> str | None:
+        """A shell command that runs the failed hook again, outside kiln."""
+        if self.hook is None:
+            return None
+        return rerun_command(self.hook, self.run_dir / "debug-output")
+
+
+def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> FailedBuild:
+    """The failed build kept in ``env_dir``, else the newest one in ``cache``."""
+    if env_dir is not None:
+        run_dir = Path(os.path.realpath(env_dir)) / RUN_DIR_NAME
+        if not (run_dir / FAILED_NAME).is_file():
+            raise UsageError(f"no failed build is kept in --env-dir {env_dir}")
+        return load_failed_build(run_dir)
+    runs = cache.failed_runs() if cache is not None else []
+    if not runs:
+        raise UsageError("no failed build is kept in the cache; nothing to debug")
+    return load_failed_build(runs[0])
+
+
+def load_failed_build(run_dir: Path) -> FailedBuild:
+    try:
+        record = json.loads((run_dir / FAILED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read the failed build record in {run_dir}: {error}") from error
+    hook: dict[str, Any] | None = None
+    hook_file = run_dir / HOOK_RECORD_NAME
+    if hook_file.is_file():
+        try:
+            hook = json.loads(hook_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            hook = None
+    environment = record.get("environment")
+    return FailedBuild(
+        run_dir=run_dir,
+        reason=record.get("reason", "unknown"),
+        source=record.get("source", ""),
+        environment=Path(environment) if environment else None,
+        log=run_dir / LOG_NAME,
+        when=float(record.get("time", 0)),
+        hook=hook,
+    )
+
+
+def rerun_command(hook: dict[str, Any], output_dir: Path) -> str:
+    """``python -c '...'``: import the backend as the hook process did and call the hook."""
+    module, _, attribute = str(hook["backend"]).partition(":")
+    name = str(hook["hook"])
+    kwargs: dict[str, Any] = dict(hook["kwargs"])
+    # The hook wrote into a staging directory that no longer exists.
+    if name.startswith("prepare_metadata_for_build"):
+        kwargs["metadata_directory"] = str(output_dir)
+    else:
+        for key in ("wheel_directory", "sdist_directory"):
+            if key in kwargs:
+                kwargs[key] = str(output_dir)
+        if "metadata_directory" in kwargs:
+            kwargs["metadata_directory"] = None
+    kwargs.pop("_allow_fallback", None)
+    lines = [
+        "import functools, importlib, os, sys",
+        f"sys.path[:0] = {[str(Path(hook['cwd']) / p) for p in hook['backend_path']]!r}",
+        f"backend = importlib.import_module({module!r})",
+    ]
+    if attribute:
+        lines.append(f"backend = functools.reduce(getattr, {attribute.split('.')!r}, backend)")
+    lines.append(f"os.makedirs({str(output_dir)!r}, exist_ok=True)")
+    arguments = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+    lines.append(f"print(backend.{name}({arguments}))")
+    return f"{shlex.quote(str(hook['python']))} -c {shlex.quote('; '.join(lines))}"
+
+
+def describe_age(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))

@@ -1,0 +1,108 @@
+"""pyproject-hooks' hook caller, with the handoff files where kiln wants them.
+
+pyproject-hooks passes a hook's arguments and result through JSON files in a
+directory it makes with ``tempfile``, in the global temp dir. kiln keeps every
+file it writes in its own space, so this caller makes that directory inside the
+run directory instead, and, for ``kiln debug``, records what each hook call
+was while it runs. The protocol with the in-process script is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyproject_hooks import (
+    BackendUnavailable,
+    BuildBackendHookCaller,
+    HookMissing,
+    UnsupportedOperation,
+)
+from pyproject_hooks._in_process import _in_proc_script_path
+
+from kiln.hooks.plain import SubprocessRunner
+
+
+class KilnHookCaller(BuildBackendHookCaller):
+    """A hook caller whose handoff directories live under ``handoff_root``."""
+
+    def __init__(
+        self,
+        source_dir: str,
+        build_backend: str,
+        backend_path: Sequence[str] | None,
+        *,
+        runner: SubprocessRunner,
+        python_executable: str,
+        handoff_root: Path,
+        environ: Mapping[str, str],
+        record_path: Path | None = None,
+    ) -> None:
+        super().__init__(
+            source_dir,
+            build_backend,
+            backend_path=list(backend_path) if backend_path else None,
+            runner=runner,
+            python_executable=python_executable,
+        )
+        self.handoff_root = handoff_root
+        self.environ = dict(environ)
+        self.record_path = record_path
+
+    def _call_hook(self, hook_name: str, kwargs: Mapping[str, Any]) -> Any:
+        extra_environ = {"_PYPROJECT_HOOKS_BUILD_BACKEND": self.build_backend}
+        if self.backend_path:
+            extra_environ["_PYPROJECT_HOOKS_BACKEND_PATH_JSON"] = json.dumps(self.backend_path)
+        handoff = Path(tempfile.mkdtemp(prefix=f"{hook_name}-", dir=self.handoff_root))
+        (handoff / "input.json").write_text(json.dumps({"kwargs": kwargs}), encoding="utf-8")
+        self._record(hook_name, kwargs, extra_environ)
+        with _in_proc_script_path() as script:  # type: ignore[no-untyped-call]
+            self._subprocess_runner(
+                [self.python_executable, str(Path(script).resolve()), hook_name, str(handoff)],
+                cwd=self.source_dir,
+                extra_environ=extra_environ,
+            )
+        output: dict[str, Any] = json.loads((handoff / "output.json").read_text(encoding="utf-8"))
+        if output.get("unsupported"):
+            raise UnsupportedOperation(output.get("traceback", ""))
+        if output.get("no_backend"):
+            raise BackendUnavailable(
+                output.get("traceback", ""),
+                message=output.get("backend_error", ""),
+                backend_name=self.build_backend,
+                backend_path=self.backend_path,
+            )
+        if output.get("hook_missing"):
+            raise HookMissing(output.get("missing_hook_name") or hook_name)
+        for warning in output.get("warnings", []):
+            warnings.warn_explicit(
+                warning["message"], UserWarning, warning["filename"], warning["lineno"]
+            )
+        # The call went through: nothing to debug.
+        if self.record_path is not None:
+            self.record_path.unlink(missing_ok=True)
+        return output["return_val"]
+
+    def _record(self, hook_name: str, kwargs: Mapping[str, Any], extra: Mapping[str, str]) -> None:
+        if self.record_path is None:
+            return
+        record = {
+            "hook": hook_name,
+            "kwargs": kwargs,
+            "backend": self.build_backend,
+            "backend_path": self.backend_path or [],
+            "cwd": self.source_dir,
+            "python": self.python_executable,
+            "environ": {**self.environ, **extra},
+            "time": time.time(),
+        }
+        # Environment variables can hold credentials: readable by the user only.
+        fd = os.open(self.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump(record, stream, indent=2)
