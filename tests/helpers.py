@@ -42,3 +42,11 @@ def wheel_metadata(wheel: Path) -> str:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         return archive.read(name).decode()
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every path below ``directory`` with its content, to prove nothing changed."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in sorted(directory.rglob("*"))
+    }

@@ -16,7 +16,7 @@ import pytest
 import kiln
 from kiln.errors import BackendError, HookFailedError
 from tests.conftest import ProjectFactory
-from tests.helpers import INSTALLERS, run_kiln
+from tests.helpers import INSTALLERS, run_kiln, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +24,6 @@ pytestmark = pytest.mark.integration
 def error_line(stderr: str) -> str:
     [line] = [line for line in stderr.splitlines() if line.startswith("kiln: error:")]
     return line
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
-        for p in sorted(directory.rglob("*"))
-    }
 
 
 def test_toml_syntax_error(project: ProjectFactory) -> None:

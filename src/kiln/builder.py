@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import __version__
-from kiln.cache import Cache
+from kiln.cache import Cache, resolve_cache_dir
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
 from kiln.errors import KilnError, UsageError
@@ -132,18 +132,7 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
     the error says where.
     """
     _check_constraints(request)
-    cache = _open_cache(request)
-    env_dir = _claim_env_dir(request, source, outdir, cache)
-    try:
-        workspace = (
-            Workspace(env_dir.run_dir, cache=cache, label=source.label, run_id=new_run_id())
-            if env_dir is not None
-            else Workspace.in_cache(_require(cache), source.label)
-        )
-    except BaseException:
-        if env_dir is not None:
-            env_dir.clean()
-        raise
+    env_dir, cache, workspace = _claim_places(request, source, outdir)
     session: Session | None = None
     try:
         workspace.log.section(f"kiln {__version__} building {source.path}")
@@ -162,30 +151,61 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
         session = Session(request, workspace, project, result, provider, env_dir)
         yield session
     except BaseException as error:
-        if session is None or not session.environment_opened:
+        if session is not None and session.environment_opened:
+            _keep_failed(session, error, source)
+        else:
+            # Nothing was built yet: nothing worth keeping.
             workspace.log.section(f"kiln: error: {error}")
-            _discard(workspace, env_dir)
-            if isinstance(error, KilnError) and workspace.cache is not None:
+            _release(workspace, env_dir)
+            if isinstance(error, KilnError) and cache is not None:
                 error.log_path = workspace.log.path
-            raise
-        reason = str(error) if isinstance(error, KilnError) else "interrupted"
-        if not isinstance(error, (KilnError, KeyboardInterrupt)):
-            reason = f"{type(error).__name__}: {error}"
-        kept = workspace.fail(reason, source=source.path, environment=session.provider.location)
-        if env_dir is not None:
-            env_dir.keep()
-        kept_build = KeptBuild(kept, session.provider.location, kept / LOG_NAME)
-        if isinstance(error, KilnError):
-            error.log_path = kept_build.log
-        # KeyboardInterrupt included: the CLI tells the user where to look.
-        error.kiln_kept_build = kept_build  # type: ignore[attr-defined]
-        logger.debug("failed build kept in %s", kept)
         raise
     else:
-        workspace.succeed()
+        _release(workspace, env_dir)
         session.result.log_path = workspace.log.path if cache is not None else None
+
+
+def _claim_places(
+    request: BuildRequest, source: SourceInput, outdir: Path | None
+) -> tuple[EnvDir | None, Cache | None, Workspace]:
+    """The env dir (checked first: opening the cache may create it inside a
+    directory about to be refused), the cache, and this run's directory."""
+    env_dir = _claim_env_dir(request, source, outdir)
+    try:
+        cache = _open_cache(request)
+        if env_dir is not None:
+            run_id = new_run_id()
+            workspace = Workspace(env_dir.run_dir, cache=cache, label=source.label, run_id=run_id)
+        else:
+            assert cache is not None  # without an env dir, an unusable cache is an error
+            workspace = Workspace.in_cache(cache, source.label)
+    except BaseException:
         if env_dir is not None:
             env_dir.clean()
+        raise
+    return env_dir, cache, workspace
+
+
+def _keep_failed(session: Session, error: BaseException, source: SourceInput) -> None:
+    """Keep a failed run for `kiln debug`, and attach where it is to the error."""
+    if isinstance(error, KilnError):
+        reason = str(error)
+    elif isinstance(error, KeyboardInterrupt):
+        reason = "interrupted"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    location = session.provider.location
+    kept = session.workspace.fail(reason, source=source.path, environment=location)
+    if session.env_dir is not None:
+        session.env_dir.keep()
+    if session.workspace.cache is not None:
+        session.workspace.cache.prune()  # failed builds are kept, but only the newest few
+    kept_build = KeptBuild(kept, location, kept / LOG_NAME)
+    if isinstance(error, KilnError):
+        error.log_path = kept_build.log
+    # KeyboardInterrupt included: the CLI tells the user where to look.
+    error.kiln_kept_build = kept_build  # type: ignore[attr-defined]
+    logger.debug("failed build kept in %s", kept)
 
 
 @dataclass(frozen=True)
@@ -197,8 +217,8 @@ class KeptBuild:
     log: Path
 
 
-def _discard(workspace: Workspace, env_dir: EnvDir | None) -> None:
-    """A run that failed before its environment existed has nothing worth keeping."""
+def _release(workspace: Workspace, env_dir: EnvDir | None) -> None:
+    """Remove the run directory (keeping its log) and empty the env dir."""
     workspace.succeed()
     if env_dir is not None:
         env_dir.clean()
@@ -215,17 +235,12 @@ def _open_cache(request: BuildRequest) -> Cache | None:
         return None
 
 
-def _require(cache: Cache | None) -> Cache:
-    assert cache is not None
-    return cache
-
-
 def _claim_env_dir(
-    request: BuildRequest, source: SourceInput, outdir: Path | None, cache: Cache | None
+    request: BuildRequest, source: SourceInput, outdir: Path | None
 ) -> EnvDir | None:
     if request.env_dir is None:
         return None
-    protected = [source.path, *([outdir] if outdir else []), *([cache.root] if cache else [])]
+    protected = [source.path, resolve_cache_dir(request.cache_dir), *([outdir] if outdir else [])]
     return EnvDir.claim(request.env_dir, must_not_contain=protected)
 
 
@@ -240,10 +255,15 @@ def _provider(
             environ, check_requirements=not request.skip_dependency_check
         )
     from kiln.environments.virtual import FreshVirtualEnvProvider
-    from kiln.installers import select_installer
+    from kiln.installers import installer_cache_environ, select_installer
 
     installer = select_installer(request.installer)
     result.installer = installer.name
+    # On a read-only machine the installer's own cache may be unwritable: give it
+    # one inside this run rather than let the install fail.
+    environ = installer_cache_environ(
+        environ, workspace.root / "installer-cache", installers=[installer.name]
+    )
     return FreshVirtualEnvProvider(
         env_dir.path if env_dir is not None else workspace.root / "env",
         installer=installer,

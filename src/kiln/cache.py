@@ -82,7 +82,7 @@ class Cache:
         except OSError as error:
             raise UsageError(
                 f"cannot use cache directory {root}: {error.strerror or error}; "
-                f"choose another with --cache-dir or {CACHE_DIR_ENV}"
+                f"choose another with --cache-dir or {CACHE_DIR_ENV}, or build with --env-dir"
             ) from error
         return cls(root)
 

@@ -38,6 +38,7 @@ _ENVIRONMENT_ENTRIES = frozenset(
         "etc",
         "pyvenv.cfg",
         ".gitignore",
+        ".lock",  # uv's lock on the environment
         MARKER_NAME,
         LOCK_NAME,
         RUN_DIR_NAME,
