@@ -243,5 +243,9 @@ def test_a_second_run_on_a_busy_env_dir_refuses_at_once(
         assert not (tmp_path / "b").exists()
     finally:
         first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
+        _, first_stderr = first.communicate(timeout=60)
+    # An interrupted build is a failed one: its environment stays, and kiln says where.
     assert first.returncode == 130
+    assert (env_dir / "pyvenv.cfg").is_file()
+    assert (env_dir / ".kiln-run" / "failed.json").is_file()
+    assert f"kiln debug --env-dir {env_dir}" in first_stderr
