@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, Usag
 from kiln.installers import INSTALLER_CHOICES
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
 from kiln.result import BuildResult, write_report
-from kiln.subcommands import SUBCOMMANDS
+from kiln.subcommands import SUBCOMMANDS, path_from_environment
 
 DESCRIPTION = """\
 Build a Python project into an sdist and wheels, in an isolated environment.
@@ -124,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-dir",
         metavar="PATH",
         type=Path,
-        default=_path_from_environment(ENV_DIR_ENV),
+        default=path_from_environment(ENV_DIR_ENV),
         help="build in an environment at PATH (absent or empty; default: $KILN_ENV_DIR); "
         "removed after success, kept after failure",
     )
@@ -185,11 +184,6 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         cache_dir=args.cache_dir,
         env_dir=args.env_dir,
     )
-
-
-def _path_from_environment(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def run(argv: Sequence[str]) -> int:

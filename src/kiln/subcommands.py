@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-dir",
         metavar="PATH",
         type=Path,
-        default=_env_path(ENV_DIR_ENV),
+        default=path_from_environment(ENV_DIR_ENV),
         help="the failed build kept in this --env-dir (default: $KILN_ENV_DIR, "
         "else the newest failed build in the cache)",
     )
@@ -64,7 +64,8 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _env_path(name: str) -> Path | None:
+def path_from_environment(name: str) -> Path | None:
+    """A path from environment variable ``name``, or None when it is unset or empty."""
     value = os.environ.get(name)
     return Path(value) if value else None
 
