@@ -21,6 +21,7 @@ from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
 from kiln.errors import KilnError, UsageError
 from kiln.hooks import Backend
+from kiln.hooks.runners import HookRunners, select_hook_runners
 from kiln.output import check_artifact, check_env_dir_left_out, prepare_outdir, publish, staging_dir
 from kiln.project import Project, SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
@@ -113,6 +114,7 @@ class Session:
     result: BuildResult
     provider: EnvironmentProvider
     env_dir: EnvDir | None
+    runners: HookRunners
     # Set once the environment exists: from then on a failure leaves something to look at.
     environment_opened: bool = False
 
@@ -148,8 +150,12 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
             log_path=workspace.log.path,
         )
         provider = _provider(request, workspace, env_dir, result)
-        session = Session(request, workspace, project, result, provider, env_dir)
-        yield session
+        runners = select_hook_runners(request.hook_runner)
+        session = Session(request, workspace, project, result, provider, env_dir, runners)
+        try:
+            yield session
+        finally:
+            runners.close()
     except BaseException as error:
         if session is not None and session.environment_opened:
             _keep_failed(session, error, source)
@@ -287,6 +293,7 @@ def _prepare_backend(
         log,
         handoff_root=session.workspace.hooks,
         record_path=session.workspace.hook_record,
+        runner=session.runners.runner(environment, project.build_system, log),
     )
     dynamic = backend.get_requires(distribution, session.request.config_settings)
     environment.satisfy(dynamic, log)

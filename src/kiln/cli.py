@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from kiln import __version__
 from kiln.environments.envdir import ENV_DIR_ENV, RUN_DIR_NAME
 from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, UsageError
+from kiln.hooks.runners import HOOK_RUNNER_CHOICES, HOOK_RUNNER_ENV
 from kiln.installers import INSTALLER_CHOICES
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
 from kiln.result import BuildResult, write_report
@@ -128,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "removed after success, kept after failure",
     )
     env.add_argument(
+        "--hook-runner",
+        choices=HOOK_RUNNER_CHOICES,
+        default=os.environ.get(HOOK_RUNNER_ENV) or "auto",
+        help="how hook processes start: warm (forked from an interpreter with the "
+        "backend imported), plain (a new interpreter each), or auto (warm where fork "
+        "is safe; default: $KILN_HOOK_RUNNER, else auto)",
+    )
+    env.add_argument(
         "-c",
         "--constraint",
         "--dependency-constraints-txt",
@@ -183,6 +193,7 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         constraints=absolute_paths(args.constraints),
         cache_dir=args.cache_dir,
         env_dir=args.env_dir,
+        hook_runner=args.hook_runner,
     )
 
 

@@ -34,6 +34,7 @@ class BuildRequest:
     constraints: tuple[Path, ...] = ()
     cache_dir: Path | None = None
     env_dir: Path | None = None
+    hook_runner: str = "auto"
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.distributions if d not in DISTRIBUTIONS]

@@ -1,0 +1,72 @@
+"""Choosing how hook processes start: the plain way, or forked from a warm worker.
+
+PEP 517 asks for a fresh process per hook. The plain runner starts a new
+interpreter each time; the warm runner keeps one interpreter per build
+environment with the backend already imported, and forks a child per hook.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Protocol
+
+from kiln.environments import BuildEnvironment
+from kiln.errors import UsageError
+from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
+from kiln.process import BuildLog
+from kiln.project import BuildSystem
+
+HOOK_RUNNER_CHOICES = ("auto", "warm", "plain")
+HOOK_RUNNER_ENV = "KILN_HOOK_RUNNER"
+
+
+class HookRunners(Protocol):
+    """Hands out the runner for each backend; owns whatever those runners start."""
+
+    name: str
+
+    def runner(
+        self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
+    ) -> SubprocessRunner:
+        """The runner for hooks of ``build_system``'s backend in ``environment``."""
+
+    def close(self) -> None:
+        """Stop everything the runners started (warm workers)."""
+
+
+class PlainHookRunners:
+    """Every hook in a new interpreter."""
+
+    name = "plain"
+
+    def runner(
+        self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
+    ) -> SubprocessRunner:
+        return SubprocessHookRunner(environment.hook_environ(), log)
+
+    def close(self) -> None:
+        pass
+
+
+def fork_is_safe(explicit: bool) -> bool:
+    """Whether forking a warm worker is safe here; macOS only when asked for by name."""
+    if not hasattr(os, "fork") or sys.platform == "win32":
+        return False
+    # macOS system frameworks are not fork-safe once initialised; opt-in only.
+    return explicit or sys.platform != "darwin"
+
+
+def select_hook_runners(choice: str = "auto") -> HookRunners:
+    if choice not in HOOK_RUNNER_CHOICES:
+        raise UsageError(
+            f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"
+        )
+    if choice == "plain":
+        return PlainHookRunners()
+    if not fork_is_safe(explicit=choice == "warm"):
+        if choice == "warm":
+            raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
+        return PlainHookRunners()
+    # The warm runner plugs in here.
+    return PlainHookRunners()
