@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -250,10 +251,10 @@ def test_interrupt_stops_the_backend_and_leaves_nothing(
     assert list(outdir.iterdir()) == []  # no staging directory, no partial wheel
     # The interrupted build is kept for `kiln debug`, its scratch files cleaned.
     [run] = (Path(os.environ["KILN_CACHE_DIR"]) / "runs-v1").iterdir()
-    assert (run / "failed.json").is_file()
-    assert (run / "env" / "pyvenv.cfg").is_file()
+    environment = Path(json.loads((run / "failed.json").read_text())["environment"])
+    assert (environment / "pyvenv.cfg").is_file()
     assert list((run / "tmp").iterdir()) == []
-    assert f"the build environment is kept at {run / 'env'}" in stderr
+    assert f"the build environment is kept at {environment}" in stderr
     assert "kiln debug" in stderr
 
 

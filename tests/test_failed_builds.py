@@ -23,6 +23,10 @@ def runs(cache: Path) -> list[Path]:
     return sorted(bucket.iterdir()) if bucket.is_dir() else []
 
 
+def kept_environment(run: Path) -> Path:
+    return Path(json.loads((run / "failed.json").read_text())["environment"])
+
+
 @pytest.fixture
 def cache() -> Path:
     return Path(os.environ["KILN_CACHE_DIR"])
@@ -35,7 +39,8 @@ def test_failed_build_is_kept_with_a_record_of_the_hook(
     completed = run_kiln(source, "-w", "-o", tmp_path / "out", "-C", "mode=debug")
     assert completed.returncode == 1
     [run] = runs(cache)
-    assert (run / "env" / "pyvenv.cfg").is_file()
+    environment = kept_environment(run)
+    assert (environment / "pyvenv.cfg").is_file()
     assert "deliberate failure in build_wheel" in (run / "build.log").read_text()
     failed = json.loads((run / "failed.json").read_text())
     assert "build_wheel hook failed" in failed["reason"]
@@ -43,7 +48,7 @@ def test_failed_build_is_kept_with_a_record_of_the_hook(
     assert hook["hook"] == "build_wheel"
     assert hook["cwd"] == str(source)
     assert hook["kwargs"]["config_settings"] == {"mode": "debug"}
-    assert hook["environ"]["VIRTUAL_ENV"] == str(run / "env")
+    assert hook["environ"]["VIRTUAL_ENV"] == str(environment)
     # Environment variables may hold secrets: the record is the user's alone.
     assert stat.S_IMODE((run / "hook.json").stat().st_mode) == 0o600
     assert f"full log: {run / 'build.log'}" in completed.stderr
@@ -61,10 +66,11 @@ def test_debug_prints_where_and_how_to_rerun(
     out = completed.stdout
     assert f"Failed build of {source}" in out
     assert "build_wheel hook failed" in out
-    assert f"environment: {run / 'env'}" in out
+    environment = kept_environment(run)
+    assert f"environment: {environment}" in out
     assert f"directory:   {source}" in out
     assert f"log:         {run / 'build.log'}" in out
-    [rerun] = [line.strip() for line in out.splitlines() if line.strip().startswith(str(run))]
+    [rerun] = [ln.strip() for ln in out.splitlines() if ln.strip().startswith(str(environment))]
 
     # The printed command really runs the hook again, in the kept environment.
     hook = json.loads((run / "hook.json").read_text())
@@ -92,7 +98,7 @@ def test_debug_rerun_command_can_succeed(project: ProjectFactory, tmp_path: Path
     assert failed.returncode == 1
     completed = run_kiln("debug", "--print")
     [rerun] = [ln.strip() for ln in completed.stdout.splitlines() if " -c " in ln]
-    run_dir = Path(rerun.split()[0]).parents[2]
+    [run_dir] = runs(Path(os.environ["KILN_CACHE_DIR"]))
     hook = json.loads((run_dir / "hook.json").read_text())
     environ = {k: v for k, v in hook["environ"].items() if k != "KILN_TEST_PROBE"}
     again = subprocess.run(
@@ -121,7 +127,7 @@ def test_debug_opens_a_shell_in_the_hook_directory(
     )
     assert shell.returncode == 7, shell.stderr
     assert f"CWD={source}" in shell.stdout
-    assert f"VENV={run / 'env'}" in shell.stdout
+    assert f"VENV={kept_environment(run)}" in shell.stdout
     assert f"TMP={run / 'tmp'}" in shell.stdout
 
 

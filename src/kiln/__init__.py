@@ -51,6 +51,9 @@ def build(
     constraints: Iterable[PathLike] = (),
     cache_dir: PathLike | None = None,
     env_dir: PathLike | None = None,
+    fresh_env: bool = False,
+    refresh: bool = False,
+    hook_runner: str = "auto",
 ) -> BuildResult:
     """Build ``source`` (a project directory or an sdist) into ``outdir``.
 
@@ -58,7 +61,10 @@ def build(
     means an sdist and then a wheel built from that sdist (from an sdist
     archive: a wheel). ``env_dir`` is where the build environment goes (absent
     or empty; removed after success, kept after failure); unlike the CLI, the
-    API does not read ``KILN_ENV_DIR``. Raises :class:`kiln.errors.KilnError`.
+    API does not read ``KILN_ENV_DIR``. Without it, the environment comes from
+    the cache and is reused by later builds; ``fresh_env`` asks for a throwaway
+    one, ``refresh`` re-resolves the cached one now. ``hook_runner`` is
+    "auto", "warm" or "plain". Raises :class:`kiln.errors.KilnError`.
     """
     from kiln.builder import build as run_build
 
@@ -73,6 +79,9 @@ def build(
         constraints=constraints,
         cache_dir=cache_dir,
         env_dir=env_dir,
+        fresh_env=fresh_env,
+        refresh=refresh,
+        hook_runner=hook_runner,
     )
     return run_build(request)
 
@@ -87,6 +96,9 @@ def get_metadata(
     constraints: Iterable[PathLike] = (),
     cache_dir: PathLike | None = None,
     env_dir: PathLike | None = None,
+    fresh_env: bool = False,
+    refresh: bool = False,
+    hook_runner: str = "auto",
 ) -> dict[str, Any]:
     """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``."""
     from kiln.builder import prepare_metadata
@@ -100,6 +112,9 @@ def get_metadata(
         constraints=constraints,
         cache_dir=cache_dir,
         env_dir=env_dir,
+        fresh_env=fresh_env,
+        refresh=refresh,
+        hook_runner=hook_runner,
     )
     metadata = prepare_metadata(request).metadata
     assert metadata is not None
@@ -118,6 +133,9 @@ def _request(
     constraints: Iterable[PathLike],
     cache_dir: PathLike | None,
     env_dir: PathLike | None,
+    fresh_env: bool,
+    refresh: bool,
+    hook_runner: str,
 ) -> BuildRequest:
     from pathlib import Path
 
@@ -135,6 +153,9 @@ def _request(
         constraints=absolute_paths([os.fspath(c) for c in constraints]),
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         env_dir=Path(env_dir) if env_dir is not None else None,
+        fresh_env=fresh_env,
+        refresh=refresh,
+        hook_runner=hook_runner,
     )
 
 

@@ -149,7 +149,7 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
             python=sys.executable,
             log_path=workspace.log.path,
         )
-        provider = _provider(request, workspace, env_dir, result)
+        provider = _provider(request, workspace, env_dir, project, result)
         runners = select_hook_runners(request.hook_runner)
         session = Session(request, workspace, project, result, provider, env_dir, runners)
         try:
@@ -251,8 +251,14 @@ def _claim_env_dir(
 
 
 def _provider(
-    request: BuildRequest, workspace: Workspace, env_dir: EnvDir | None, result: BuildResult
+    request: BuildRequest,
+    workspace: Workspace,
+    env_dir: EnvDir | None,
+    project: Project,
+    result: BuildResult,
 ) -> EnvironmentProvider:
+    """Where the environment comes from: the current interpreter, the user's
+    --env-dir, a throwaway one (--fresh-env), or the cache (the default)."""
     environ = workspace.subprocess_environ()
     if not request.isolation:
         from kiln.environments.current import CurrentInterpreterProvider
@@ -270,6 +276,18 @@ def _provider(
     environ = installer_cache_environ(
         environ, workspace.root / "installer-cache", installers=[installer.name]
     )
+    cache = workspace.cache
+    if env_dir is None and not request.fresh_env and cache is not None:
+        from kiln.environments.cached import ENVS, CachedEnvProvider
+
+        return CachedEnvProvider(
+            cache.root / ENVS,
+            project.build_system.requires,
+            installer=installer,
+            constraints=request.constraints,
+            base_environ=environ,
+            refresh=request.refresh,
+        )
     return FreshVirtualEnvProvider(
         env_dir.path if env_dir is not None else workspace.root / "env",
         installer=installer,
@@ -285,9 +303,18 @@ def _prepare_backend(
 
     Also returns all those requirements, static first.
     """
+    environment = environment.satisfy(project.build_system.requires, session.workspace.log)
+    backend = _backend(project, environment, session)
+    dynamic = backend.get_requires(distribution, session.request.config_settings)
+    full = environment.satisfy(dynamic, session.workspace.log)
+    if full is not environment:
+        backend = _backend(project, full, session)
+    return backend, (*project.build_system.requires, *dynamic)
+
+
+def _backend(project: Project, environment: BuildEnvironment, session: Session) -> Backend:
     log = session.workspace.log
-    environment.satisfy(project.build_system.requires, log)
-    backend = Backend(
+    return Backend(
         project,
         environment,
         log,
@@ -295,9 +322,6 @@ def _prepare_backend(
         record_path=session.workspace.hook_record,
         runner=session.runners.runner(environment, project.build_system, log),
     )
-    dynamic = backend.get_requires(distribution, session.request.config_settings)
-    environment.satisfy(dynamic, log)
-    return backend, (*project.build_system.requires, *dynamic)
 
 
 def _build_one(
@@ -332,6 +356,13 @@ def _unpack(archive: Path, destination: Path) -> Path:
 
 
 def _check_constraints(request: BuildRequest) -> None:
+    if request.env_dir is not None and request.fresh_env:
+        raise UsageError("--fresh-env and --env-dir both say where the environment goes; pick one")
+    if (request.fresh_env or request.refresh) and not request.isolation:
+        raise UsageError(
+            "--fresh-env and --refresh are about isolated environments; "
+            "they have no effect with --no-isolation"
+        )
     if request.env_dir is not None and not request.isolation:
         raise UsageError(
             "--env-dir names an isolated environment; it has no effect with --no-isolation"

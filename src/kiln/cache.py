@@ -135,6 +135,12 @@ class Cache:
             report.freed += _size(run)
             shutil.rmtree(run, ignore_errors=True)
             (report.failed_runs if is_failed else report.stale_runs).append(run)
+        from kiln.environments.cached import ENVS, prune_environments
+
+        def count(path: Path) -> None:
+            report.freed += _size(path)
+
+        report.environments = prune_environments(self.root / ENVS, before_removal=count)
         before = set(self.bucket(LOGS).glob("*.log"))
         self.prune_logs()
         report.logs = len(before - set(self.bucket(LOGS).glob("*.log")))
@@ -172,6 +178,7 @@ class PruneReport:
 
     stale_runs: list[Path] = field(default_factory=list)
     failed_runs: list[Path] = field(default_factory=list)
+    environments: list[Path] = field(default_factory=list)
     logs: int = 0
     freed: int = 0
 

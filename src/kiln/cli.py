@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         "removed after success, kept after failure",
     )
     env.add_argument(
+        "--fresh-env",
+        action="store_true",
+        help="use a throwaway environment, as python -m build does, instead of a "
+        "reusable one from the cache",
+    )
+    env.add_argument(
+        "--refresh",
+        action="store_true",
+        help="resolve the cached environment's requirements again now "
+        "(otherwise unpinned ones are re-resolved after $KILN_ENV_TTL seconds, default a day)",
+    )
+    env.add_argument(
         "--hook-runner",
         choices=HOOK_RUNNER_CHOICES,
         default=os.environ.get(HOOK_RUNNER_ENV) or "auto",
@@ -194,6 +206,8 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         cache_dir=args.cache_dir,
         env_dir=args.env_dir,
         hook_runner=args.hook_runner,
+        fresh_env=args.fresh_env,
+        refresh=args.refresh,
     )
 
 

@@ -16,9 +16,11 @@ from types import TracebackType
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
-    def _try_lock(fd: int) -> bool:
+    def _lock(fd: int, *, shared: bool, blocking: bool) -> bool:
+        # Windows byte-range locks have no shared mode: every holder is exclusive.
+        mode = msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, mode, 1)
         except OSError:
             return False
         return True
@@ -26,12 +28,19 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
 else:
     import fcntl
 
-    def _try_lock(fd: int) -> bool:
+    def _lock(fd: int, *, shared: bool, blocking: bool) -> bool:
+        operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        if not blocking:
+            operation |= fcntl.LOCK_NB
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, operation)
         except BlockingIOError:
             return False
         return True
+
+
+def _try_lock(fd: int) -> bool:
+    return _lock(fd, shared=False, blocking=False)
 
 
 class FileLock:
@@ -50,6 +59,22 @@ class FileLock:
         # Record the holder, for messages; the lock itself is what counts.
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def acquire_shared(self) -> None:
+        """Take the lock shared with other readers, waiting for an exclusive holder."""
+        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        _lock(fd, shared=True, blocking=True)
+        self._fd = fd
+
+    def acquire_exclusive(self, *, blocking: bool = True) -> bool:
+        """Take the lock for this process alone (converting a shared hold)."""
+        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _lock(fd, shared=False, blocking=blocking):
+            if self._fd is None:
+                os.close(fd)
+            return False
         self._fd = fd
         return True
 

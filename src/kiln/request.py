@@ -35,6 +35,10 @@ class BuildRequest:
     cache_dir: Path | None = None
     env_dir: Path | None = None
     hook_runner: str = "auto"
+    # A throwaway environment, as `python -m build` makes, instead of a cached one.
+    fresh_env: bool = False
+    # Resolve the cached environment's requirements again now, whatever its age.
+    refresh: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.distributions if d not in DISTRIBUTIONS]

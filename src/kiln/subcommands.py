@@ -91,7 +91,8 @@ def _cache(action: str, explicit: Path | None) -> int:
         report = cache.prune()
         print(
             f"removed {len(report.stale_runs)} stale run(s), {len(report.failed_runs)} old "
-            f"failed build(s) and {report.logs} log(s); freed {_human(report.freed)}"
+            f"failed build(s), {len(report.environments)} unused environment(s) and "
+            f"{report.logs} log(s); freed {_human(report.freed)}"
         )
     else:
         kept = cache.clean()

@@ -26,11 +26,14 @@ class BuildEnvironment(Protocol):
     def isolated(self) -> bool:
         """Whether this environment is separate from the interpreter running kiln."""
 
-    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> None:
-        """Make sure ``requirements`` are met, installing them where kiln may.
+    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
+        """Make sure ``requirements`` are met; return the environment that meets them.
 
-        Raises InstallerError when installing fails and MissingRequirementsError
-        when requirements are unmet where kiln may not install.
+        That is this environment, with anything missing installed where kiln may,
+        or (for cached environments, which never change) another one holding the
+        full set. Raises InstallerError when installing fails and
+        MissingRequirementsError when requirements are unmet where kiln may not
+        install.
         """
 
     def hook_environ(self) -> dict[str, str]:

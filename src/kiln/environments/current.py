@@ -26,9 +26,9 @@ class CurrentEnvironment:
         self._environ = dict(base_environ)
         self._check = check_requirements
 
-    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> None:
+    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
         if not self._check or not requirements:
-            return
+            return self
         unmet = unmet_requirements(requirements)
         if unmet:
             listing = "\n".join(f"  - {item}" for item in unmet)
@@ -39,6 +39,7 @@ class CurrentEnvironment:
                 [str(item) for item in unmet],
             )
         logger.debug("build requirements met: %s", ", ".join(requirements))
+        return self
 
     def hook_environ(self) -> dict[str, str]:
         return dict(self._environ)

@@ -92,13 +92,13 @@ class VirtualEnvironment:
         # Requirements already handed to the installer in this environment.
         self.installed: list[str] = []
 
-    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> None:
+    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
         if not requirements:
-            return
+            return self
         # Scanning site-packages costs milliseconds; an installer run, a second.
         if not unmet_requirements(requirements, site_packages(self.path)):
             logger.debug("already met: %s", ", ".join(requirements))
-            return
+            return self
         self.installer.install(
             self.python,
             requirements,
@@ -107,6 +107,7 @@ class VirtualEnvironment:
             env=installer_environ(self._base_environ),
         )
         self.installed.extend(requirements)
+        return self
 
     def hook_environ(self) -> dict[str, str]:
         environ = {k: v for k, v in self._base_environ.items() if k not in _LEAKY_VARIABLES}

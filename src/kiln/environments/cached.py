@@ -1,0 +1,337 @@
+"""Reusable build environments, kept in the cache and keyed by what they hold.
+
+The same interpreter, platform, installer, requirements and constraints give
+the same key, and so the same, stable path: ``<cache>/envs-v1/<key>/``. An
+environment is reused only when it is complete, unexpired and unchanged since
+it was made. Each environment has a lock file beside it: builds using it hold
+it shared, the one run creating or replacing it holds it exclusively.
+
+Environments are made in place rather than in scratch and renamed: installers
+write absolute paths into them (script shebangs), so a renamed environment
+would be subtly broken. Completeness is marked instead by a record written
+last, atomically; a crash mid-creation leaves no record, and the next run
+rebuilds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kiln.environments import BuildEnvironment
+from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, interpreter_path
+from kiln.installers import Installer
+from kiln.locks import FileLock
+from kiln.process import BuildLog
+
+logger = logging.getLogger(__name__)
+
+ENVS = "envs-v1"
+RECORD_NAME = "kiln-env.json"
+LAST_USED_NAME = ".last-used"
+ENV_TTL_ENV = "KILN_ENV_TTL"
+DEFAULT_TTL = 24 * 3600
+# Directories whose contents change when code merely runs (bytecode caches).
+_VOLATILE = frozenset({"__pycache__"})
+
+
+@dataclass(frozen=True)
+class EnvironmentKey:
+    """Everything that decides what an environment holds."""
+
+    python: str
+    python_version: str
+    platform: str
+    installer: str
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]  # sha256 of each constraints file's content
+
+    @classmethod
+    def for_requirements(
+        cls, requirements: Sequence[str], installer: str, constraints: Sequence[Path]
+    ) -> EnvironmentKey:
+        from packaging.requirements import Requirement
+
+        normalized = sorted({str(Requirement(r)) for r in requirements})
+        return cls(
+            python=sys.executable,
+            python_version=sys.version,
+            platform=sysconfig.get_platform(),
+            installer=installer,
+            requirements=tuple(normalized),
+            constraints=tuple(
+                hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in constraints
+            ),
+        )
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @property
+    def pinned(self) -> bool:
+        """Every requirement names one exact version, so re-resolving cannot change it."""
+        from packaging.requirements import Requirement
+
+        for text in self.requirements:
+            requirement = Requirement(text)
+            specifiers = list(requirement.specifier)
+            if requirement.url or len(specifiers) != 1:
+                return False
+            if specifiers[0].operator not in ("==", "===") or "*" in specifiers[0].version:
+                return False
+        return True
+
+
+def environment_ttl() -> float:
+    """Seconds an environment resolved from unpinned requirements is trusted."""
+    value = os.environ.get(ENV_TTL_ENV)
+    if not value:
+        return DEFAULT_TTL
+    try:
+        return float(value)
+    except ValueError:
+        from kiln.errors import UsageError
+
+        raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
+
+
+def fingerprint(env_dir: Path) -> str:
+    """A cheap digest of every file in the environment: names, sizes and mtimes."""
+    digest = hashlib.sha256()
+    stack = [env_dir]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name in _VOLATILE or entry.name in (RECORD_NAME, LAST_USED_NAME, ".lock"):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            relative = os.path.relpath(entry.path, env_dir)
+            digest.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+class CachedEnvironment(VirtualEnvironment):
+    """A cached environment: requirements beyond its key go to another cached one."""
+
+    def __init__(self, path: Path, provider: CachedEnvProvider, key: EnvironmentKey) -> None:
+        super().__init__(
+            path,
+            installer=provider.installer,
+            constraints=provider.constraints,
+            base_environ=provider.base_environ,
+        )
+        self.provider = provider
+        self.key = key
+
+    def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
+        from kiln.environments.virtual import site_packages
+        from kiln.requirements import unmet_requirements
+
+        if not requirements or not unmet_requirements(requirements, site_packages(self.path)):
+            return self
+        # Installing here would change what the key promises: use the environment
+        # for the full requirement set instead (made, or reused, like this one).
+        return self.provider.environment_for((*self.key.requirements, *requirements), log)
+
+
+class CachedEnvProvider:
+    """Reusable environments under ``<cache>/envs-v1``, for the duration of one build."""
+
+    def __init__(
+        self,
+        root: Path,
+        requirements: Sequence[str],
+        *,
+        installer: Installer,
+        constraints: Sequence[Path],
+        base_environ: Mapping[str, str],
+        refresh: bool = False,
+        ttl: float | None = None,
+    ) -> None:
+        self.root = root
+        self.requirements = tuple(requirements)
+        self.installer = installer
+        self.constraints = tuple(constraints)
+        self.base_environ = dict(base_environ)
+        self.refresh = refresh
+        self.ttl = environment_ttl() if ttl is None else ttl
+        self._open: dict[str, tuple[CachedEnvironment, FileLock, str]] = {}
+        self._refreshed: set[str] = set()
+        self.location: Path | None = None
+
+    @contextlib.contextmanager
+    def open(self, log: BuildLog) -> Iterator[BuildEnvironment]:
+        try:
+            yield self.environment_for(self.requirements, log)
+        finally:
+            self._close_all(log)
+
+    def environment_for(self, requirements: Sequence[str], log: BuildLog) -> CachedEnvironment:
+        """The cached environment holding exactly ``requirements``, made if need be."""
+        key = EnvironmentKey.for_requirements(requirements, self.installer.name, self.constraints)
+        if key.digest in self._open:
+            environment = self._open[key.digest][0]
+        else:
+            environment = self._acquire(key, log)
+        self.location = environment.path
+        return environment
+
+    def _acquire(self, key: EnvironmentKey, log: BuildLog) -> CachedEnvironment:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / key.digest
+        lock = FileLock(self.root / f"{key.digest}.lock")
+        lock.acquire_shared()
+        refresh = self.refresh and key.digest not in self._refreshed
+        problem = "refresh requested" if refresh else self._unfit(path, key)
+        if problem is not None:
+            if not lock.acquire_exclusive(blocking=False):
+                logger.info("Waiting for other kiln runs using the build environment %s", path)
+                lock.acquire_exclusive()
+            # Another run may have rebuilt it while this one waited.
+            problem = "refresh requested" if refresh else self._unfit(path, key)
+            if problem is not None:
+                self._create(path, key, problem, log)
+                self._refreshed.add(key.digest)
+            lock.acquire_shared()  # downgrade: others may use it alongside
+        else:
+            logger.info("Reusing build environment %s", path)
+            log.section(f"reusing build environment at {path}")
+        (path / LAST_USED_NAME).touch()
+        environment = CachedEnvironment(path, self, key)
+        self._open[key.digest] = (environment, lock, str(_read_record(path).get("fingerprint", "")))
+        return environment
+
+    def _unfit(self, path: Path, key: EnvironmentKey) -> str | None:
+        """Why the environment at ``path`` cannot be reused, or None if it can."""
+        record = _read_record(path)
+        if not record:
+            return "half made (no record)" if path.exists() else "not made yet"
+        # Compared as JSON, the form the record was stored in.
+        if record.get("key") != json.loads(json.dumps(asdict(key))) or record.get("version") != 1:
+            return "made for a different key"
+        if not interpreter_path(path).exists():
+            return "its interpreter is gone"
+        created = record.get("created", 0)
+        age = time.time() - (created if isinstance(created, (int, float)) else 0)
+        if not key.pinned and age > self.ttl:
+            return f"resolved more than {self.ttl:.0f} s ago from unpinned requirements"
+        if fingerprint(path) != record.get("fingerprint"):
+            return "its files changed since it was made"
+        return None
+
+    def _create(self, path: Path, key: EnvironmentKey, reason: str, log: BuildLog) -> None:
+        if path.exists():
+            logger.info("Replacing build environment %s: %s", path, reason)
+            log.section(f"replacing build environment at {path}: {reason}")
+            shutil.rmtree(path)
+        logger.info(
+            "Creating isolated environment (%s, %s)", self.installer.name, sys.version.split()[0]
+        )
+        log.section(f"creating build environment at {path}")
+        create_virtualenv(path)
+        if key.requirements:
+            VirtualEnvironment(
+                path,
+                installer=self.installer,
+                constraints=self.constraints,
+                base_environ=self.base_environ,
+            ).satisfy(key.requirements, log)
+        record = {
+            "version": 1,
+            "key": asdict(key),
+            "created": time.time(),
+            "fingerprint": fingerprint(path),
+        }
+        partial = path / f"{RECORD_NAME}.partial"
+        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        partial.replace(path / RECORD_NAME)  # last, atomically: now it is complete
+
+    def _close_all(self, log: BuildLog) -> None:
+        for environment, lock, recorded in self._open.values():
+            if recorded and fingerprint(environment.path) != recorded:
+                # The build changed its environment (some backends install things):
+                # no later build may trust it.
+                message = f"build changed environment {environment.path}; it will be rebuilt"
+                logger.info("The %s", message)
+                log.section(f"the {message} next time")
+                (environment.path / RECORD_NAME).unlink(missing_ok=True)
+            lock.release()
+        self._open.clear()
+
+
+def _read_record(path: Path) -> dict[str, object]:
+    try:
+        record: dict[str, object] = json.loads((path / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record
+
+
+# Environments unused this long are pruned; beyond this many, the least recently used go.
+ENV_MAX_AGE = 14 * 24 * 3600
+KEPT_ENVS = 20
+# A half-made environment nobody is working on is a crashed run's; give it an hour.
+HALF_MADE_GRACE = 3600
+
+
+def prune_environments(
+    root: Path,
+    *,
+    max_age: float = ENV_MAX_AGE,
+    keep: int = KEPT_ENVS,
+    before_removal: Callable[[Path], object] = lambda path: None,
+) -> list[Path]:
+    """Remove environments unused for ``max_age`` or beyond the ``keep`` most
+    recently used, and half-made ones; never one a live process holds. Lock
+    files stay: removing one could let two runs each believe they hold it."""
+    if not root.is_dir():
+        return []
+    now = time.time()
+    environments = [p for p in root.iterdir() if p.is_dir()]
+
+    def last_used(path: Path) -> float:
+        for marker in (path / LAST_USED_NAME, path):
+            with contextlib.suppress(OSError):
+                return marker.stat().st_mtime
+        return 0.0
+
+    environments.sort(key=last_used, reverse=True)
+    removed = []
+    for rank, path in enumerate(environments):
+        complete = (path / RECORD_NAME).is_file()
+        if complete and rank < keep and now - last_used(path) < max_age:
+            continue
+        if not complete and now - last_used(path) < HALF_MADE_GRACE:
+            continue
+        lock = FileLock(root / f"{path.name}.lock")
+        try:
+            if not lock.acquire_exclusive(blocking=False):
+                continue  # in use
+            before_removal(path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            lock.release()
+    return removed
