@@ -8,7 +8,6 @@ come from the user's own pip or uv configuration, unchanged.
 from __future__ import annotations
 
 import configparser
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -150,11 +149,13 @@ def pip_version(python: str = sys.executable) -> tuple[int, ...] | None:
     """The version of pip importable by the running interpreter, or None."""
     if python != sys.executable or importlib.util.find_spec("pip") is None:
         return None
+    from importlib import metadata
+
     from packaging.version import InvalidVersion, Version
 
     try:
-        return Version(importlib.metadata.version("pip")).release
-    except (importlib.metadata.PackageNotFoundError, InvalidVersion):
+        return Version(metadata.version("pip")).release
+    except (metadata.PackageNotFoundError, InvalidVersion):
         return None
 
 

@@ -7,14 +7,14 @@ a build environment. Markers, extras and transitive requirements all count.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
+if TYPE_CHECKING:
+    import importlib.metadata
+
+    from packaging.utils import NormalizedName
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ def unmet_requirements(
     ``marker_environment`` defaults to the running interpreter's, which is also
     right for the virtual environments kiln creates from it.
     """
+    # Imported here: a build whose environment is already known to fit never gets this far.
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     installed = _index_distributions(path)
     environment = (
         dict(marker_environment)
@@ -87,6 +92,10 @@ def unmet_requirements(
 def _index_distributions(
     path: Sequence[str] | None,
 ) -> dict[NormalizedName, importlib.metadata.Distribution]:
+    import importlib.metadata
+
+    from packaging.utils import canonicalize_name
+
     index: dict[NormalizedName, importlib.metadata.Distribution] = {}
     found = (
         importlib.metadata.distributions()
