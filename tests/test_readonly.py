@@ -132,15 +132,18 @@ def test_build_with_env_dir_in_the_world(
     assert f"{installer} cache" in stderr and "not writable" in stderr, stderr
 
 
-@pytest.mark.parametrize("where", ["KILN_CACHE_DIR", "default"])
+@pytest.mark.parametrize("where", ["KILN_CACHE_DIR", "default", "existing"])
 def test_no_writable_cache_is_a_usage_error(
     world: Path, environ: dict[str, str], tmp_path: Path, where: str
 ) -> None:
     project = copy_project("flit_project", world)
     before = tree(world)
-    if where == "KILN_CACHE_DIR":
+    if where in ("KILN_CACHE_DIR", "existing"):
         cache = tmp_path / "kiln-cache-read-only"
         environ["KILN_CACHE_DIR"] = str(cache)
+        if where == "existing":  # a cache made earlier, now on a read-only mount
+            (cache / "CACHEDIR.TAG").parent.mkdir()
+            (cache / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
     else:
         environ.pop("KILN_CACHE_DIR", None)
         environ["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
@@ -150,7 +153,8 @@ def test_no_writable_cache_is_a_usage_error(
     [line] = stderr.splitlines()
     assert line.startswith("kiln: error: ") and str(cache) in line, stderr
     assert tree(world) == before
-    assert not cache.exists()
+    left = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    assert left == (["CACHEDIR.TAG"] if where == "existing" else [])
 
 
 def test_installer_cache_environ_sees_the_read_only_mount(world: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ can change a bucket's layout without misreading an older one.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -79,6 +80,9 @@ class Cache:
             tag = root / "CACHEDIR.TAG"
             if not tag.exists():
                 tag.write_text(CACHEDIR_TAG, encoding="utf-8")
+            # An existing directory on a read-only mount passes the lines above.
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EROFS, "not writable")
         except OSError as error:
             raise UsageError(
                 f"cannot use cache directory {root}: {error.strerror or error}; "

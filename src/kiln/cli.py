@@ -41,6 +41,10 @@ exit codes:
        requirements with --no-isolation)
   130  interrupted
 
+maintenance:
+  kiln cache {dir,info,prune,clean}   inspect or clean the cache directory
+  kiln debug [--env-dir PATH]         open the last failed build's environment
+
 Full reference: https://github.com/kiln-build/kiln/tree/main/docs"""
 
 
@@ -274,10 +278,16 @@ def _print_kept_build(error: BaseException) -> None:
     if kept is None:
         return
     env_dir = kept.run_dir.parent if kept.run_dir.name == RUN_DIR_NAME else None
-    where = kept.environment or kept.run_dir
     command = f"kiln debug --env-dir {env_dir}" if env_dir else "kiln debug"
-    print(f"  the build environment is kept at {where}", file=sys.stderr)
-    print(f"  open it, with the failed hook's directory and variables: {command}", file=sys.stderr)
+    lines = []
+    if not isinstance(error, KilnError):  # an interrupt: no error message named the log
+        lines.append(f"  full log: {kept.log}")
+    if kept.environment is not None:
+        lines.append(f"  the build environment is kept at {kept.environment}")
+    else:
+        lines.append(f"  the failed build's files are kept at {kept.run_dir}")
+    lines.append(f"  open it where the build failed: {command}")
+    print("\n".join(lines), file=sys.stderr)
 
 
 class _ProgressFormatter(logging.Formatter):
