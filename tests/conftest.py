@@ -16,6 +16,10 @@ import pytest
 
 from tests.helpers import FIXTURES, WHEELHOUSE
 
+# `KILN_HOOK_RUNNER=plain pytest ...` runs the suite with that hook runner wherever a
+# test leaves the choice to kiln ("auto"); CI runs the integration tests in both modes.
+HOOK_RUNNER = os.environ.get("KILN_HOOK_RUNNER")
+
 
 def installer_offline_environ(wheelhouse: Path, uv_cache: Path) -> dict[str, str]:
     """Variables that make pip and uv install from ``wheelhouse`` and nothing else."""
@@ -59,6 +63,8 @@ def hermetic_environ(
         if name.startswith(("PIP_", "UV_", "KILN_")) or name in ("PYTHONPATH", "VIRTUAL_ENV"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "kiln-cache"))
+    if HOOK_RUNNER:
+        monkeypatch.setenv("KILN_HOOK_RUNNER", HOOK_RUNNER)
     if "integration" in request.keywords:
         wheels: Path = request.getfixturevalue("wheelhouse")
         cache: Path = request.getfixturevalue("uv_cache")

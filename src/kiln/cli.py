@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from kiln import __version__
 from kiln.environments.envdir import ENV_DIR_ENV, RUN_DIR_NAME
 from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, UsageError
-from kiln.hooks.runners import HOOK_RUNNER_CHOICES, HOOK_RUNNER_ENV
+from kiln.hooks.runners import HOOK_RUNNER_CHOICES
 from kiln.installers import INSTALLER_CHOICES
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
 from kiln.result import BuildResult, write_report
@@ -148,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument(
         "--hook-runner",
         choices=HOOK_RUNNER_CHOICES,
-        default=os.environ.get(HOOK_RUNNER_ENV) or "auto",
+        default="auto",
         help="how hook processes start: warm (forked from an interpreter with the "
         "backend imported), plain (a new interpreter each), or auto (warm where fork "
         "is safe; default: $KILN_HOOK_RUNNER, else auto)",

@@ -52,6 +52,33 @@ class ProcessOutcome:
     tail: tuple[str, ...]
 
 
+class OutputSink:
+    """Where a child's output goes: the log file as it arrives, the ``kiln.output``
+    logger line by line, and its last lines kept for error messages."""
+
+    def __init__(self, log: BuildLog) -> None:
+        self.log = log
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def line(self, raw: bytes) -> None:
+        """One line of output, with its line ending if it had one."""
+        self.log.write(raw)
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        self.tail.append(line)
+        output_logger.info("%s", line)
+
+    def finish(self, returncode: int) -> ProcessOutcome:
+        if returncode < 0:
+            self.tail.append(f"(killed by signal {_signal_name(-returncode)})")
+        self.log.write(f"=== exit status {returncode}\n".encode())
+        return ProcessOutcome(returncode, tuple(self.tail))
+
+
+def log_command(log: BuildLog, command: Sequence[str], cwd: Path | str | None) -> None:
+    """The log's heading for one command."""
+    log.section(f"$ {' '.join(command)}" + (f"  (in {cwd})" if cwd else ""))
+
+
 def run_logged(
     command: Sequence[str],
     *,
@@ -60,8 +87,8 @@ def run_logged(
     cwd: Path | str | None = None,
 ) -> ProcessOutcome:
     """Run ``command`` to completion with its output logged; never raises on failure."""
-    log.section(f"$ {' '.join(command)}" + (f"  (in {cwd})" if cwd else ""))
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    log_command(log, command, cwd)
+    sink = OutputSink(log)
     process = subprocess.Popen(
         list(command),
         cwd=cwd,
@@ -74,24 +101,20 @@ def run_logged(
     assert process.stdout is not None
     try:
         for raw in process.stdout:
-            log.write(raw)
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            tail.append(line)
-            output_logger.info("%s", line)
+            sink.line(raw)
         returncode = process.wait()
     except BaseException:
         # KeyboardInterrupt (or anything else): take the child's whole tree down.
-        _stop_process_group(process)
+        stop_process_group(process)
         raise
     finally:
         process.stdout.close()
-    if returncode < 0:
-        tail.append(f"(killed by signal {_signal_name(-returncode)})")
-    log.write(f"=== exit status {returncode}\n".encode())
-    return ProcessOutcome(returncode, tuple(tail))
+    return sink.finish(returncode)
 
 
-def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child started in a session of its own, and everything in its process
+    group: SIGTERM, a grace period, then SIGKILL."""
     if process.poll() is not None:
         return
     if os.name == "posix":

@@ -58,6 +58,9 @@ def fork_is_safe(explicit: bool) -> bool:
 
 
 def select_hook_runners(choice: str = "auto") -> HookRunners:
+    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set."""
+    if choice == "auto":
+        choice = os.environ.get(HOOK_RUNNER_ENV) or "auto"
     if choice not in HOOK_RUNNER_CHOICES:
         raise UsageError(
             f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"
@@ -68,5 +71,6 @@ def select_hook_runners(choice: str = "auto") -> HookRunners:
         if choice == "warm":
             raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
         return PlainHookRunners()
-    # The warm runner plugs in here.
-    return PlainHookRunners()
+    from kiln.hooks.warm import WarmHookRunners
+
+    return WarmHookRunners()

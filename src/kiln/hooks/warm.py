@@ -1,0 +1,395 @@
+"""The warm hook runner: each hook in a fresh child forked from a worker that has
+the backend imported already.
+
+PEP 517 asks for a fresh process per hook, so that what a backend does to its
+process never reaches the next hook. A fresh process need not start cold: one
+worker per build environment and backend (``_worker/kiln_worker.py``, run by
+the environment's interpreter) imports the backend once and forks a child per
+hook call. The child runs pyproject-hooks' in-process script exactly as the
+plain runner's ``python SCRIPT HOOK DIR`` would; its output, the log, the exit
+status and the errors kiln reports are the plain runner's.
+
+The warm path is only taken where a forked child is indistinguishable from a
+fresh interpreter; otherwise the hook runs the plain way:
+
+- an in-tree backend (``backend-path``): it must be imported from the tree being
+  built, and kiln builds the wheel from an unpacked sdist, another tree;
+- a relative ``PYTHONPATH`` entry: it means something else in another directory;
+- a backend whose import fails, prints, warns or starts threads (the worker
+  reports it "cold" and exits).
+
+A worker is restarted when what it was started with has changed: the hook
+environment's variables, or the contents of a directory on its ``sys.path``
+(requirements installed after the import).
+
+Workers never outlive kiln: they exit at the end of their input, which comes
+when kiln closes it or dies, and on Linux also when kiln's thread is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from kiln.environments import BuildEnvironment
+from kiln.hooks.plain import HookProcessError, SubprocessHookRunner, SubprocessRunner
+from kiln.process import (
+    BuildLog,
+    OutputSink,
+    ProcessOutcome,
+    log_command,
+    run_logged,
+    stop_process_group,
+)
+from kiln.project import BuildSystem
+
+logger = logging.getLogger(__name__)
+
+WORKER_SCRIPT = Path(__file__).with_name("_worker") / "kiln_worker.py"
+# How long a worker may take to exit once its input is closed, before SIGKILL.
+CLOSE_GRACE_SECONDS = 5.0
+# How often a read from a worker checks that the worker is still there.
+LIVENESS_SECONDS = 1.0
+_READ_SIZE = 65536
+
+WorkerKey = tuple[str, str]  # (interpreter, build-backend)
+
+
+class WarmHookRunners:
+    """Hands out warm runners; owns one worker per interpreter and backend."""
+
+    name = "warm"
+
+    def __init__(self) -> None:
+        self._workers: dict[WorkerKey, Worker] = {}
+        # Why a worker could not serve (interpreter, backend): its hooks run plain.
+        self._cold: dict[WorkerKey, str] = {}
+
+    def runner(
+        self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
+    ) -> SubprocessRunner:
+        environ = environment.hook_environ()
+        if build_system.backend_path:
+            logger.debug("hook runner: plain (backend-path)")
+            return SubprocessHookRunner(environ, log)
+        return WarmHookRunner(self, build_system.build_backend, environ, log)
+
+    def close(self) -> None:
+        workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.stop()
+
+    def run(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None,
+        environ: dict[str, str],
+        backend: str,
+        log: BuildLog,
+    ) -> ProcessOutcome | None:
+        """Run one hook command in a forked child; None: run it the plain way."""
+        key = (cmd[0], backend)
+        reason = self._cold.get(key) or _plain_reason(environ)
+        if reason is not None:
+            logger.debug("hook runner: plain (%s)", reason)
+            return None
+        cwd = cwd if cwd is not None else str(Path.cwd())
+        for _ in range(2):
+            worker = self._worker(key, environ, cwd)
+            if worker is None:
+                return None
+            outcome = worker.call(cmd, cwd, log)
+            if not worker.alive:
+                # It died, before the hook or while running it: the next hook gets a new one.
+                del self._workers[key]
+                worker.stop()
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _worker(self, key: WorkerKey, environ: dict[str, str], cwd: str) -> Worker | None:
+        """The worker for ``key``, ready to serve ``environ``; None: run plain."""
+        worker = self._workers.get(key)
+        if worker is not None:
+            changed = worker.changed(environ)
+            if changed is None:
+                return worker
+            logger.debug("hook runner: restarting the warm worker (%s)", changed)
+            del self._workers[key]
+            worker.stop()
+        worker, reason = Worker.start(key[0], key[1], environ, cwd)
+        if worker is None:
+            self._cold[key] = reason
+            logger.debug("hook runner: plain (%s)", reason)
+            return None
+        self._workers[key] = worker
+        return worker
+
+
+class WarmHookRunner:
+    """A pyproject-hooks runner that hands hook commands to a warm worker."""
+
+    def __init__(
+        self, runners: WarmHookRunners, backend: str, environ: Mapping[str, str], log: BuildLog
+    ) -> None:
+        self.runners = runners
+        self.backend = backend
+        self.environ = dict(environ)
+        self.log = log
+
+    def __call__(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = {**self.environ, **(extra_environ or {})}
+        outcome = self.runners.run(cmd, cwd, environ, self.backend, self.log)
+        if outcome is None:
+            outcome = run_logged(cmd, cwd=cwd, log=self.log, env=environ)
+        if outcome.returncode != 0:
+            raise HookProcessError(outcome.returncode, cmd, outcome.tail)
+
+
+def _plain_reason(environ: Mapping[str, str]) -> str | None:
+    """Why this hook environment rules a warm worker out, if it does."""
+    entries = environ.get("PYTHONPATH", "").split(os.pathsep)
+    if any(entry != "" and not Path(entry).is_absolute() for entry in entries) or (
+        len(entries) > 1 and "" in entries
+    ):
+        return "relative PYTHONPATH entry"
+    return None
+
+
+class Worker:
+    """One worker process: an interpreter with a backend imported, forking a child per hook."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        token: str,
+        environ: dict[str, str],
+    ) -> None:
+        self.process = process
+        self.environ = dict(environ)
+        self.marker = b"\0" + token.encode() + b" "
+        assert process.stdout is not None and process.stdin is not None
+        self._out = process.stdout.fileno()
+        self._in = process.stdin.fileno()
+        self._buffer = b""
+        self._eof = False
+        self._calls = 0
+        self._paths: list[_PathEntry] = []
+        self.alive = True
+
+    @classmethod
+    def start(
+        cls, python: str, backend: str, environ: dict[str, str], cwd: str
+    ) -> tuple[Worker | None, str]:
+        """A ready worker, or None and why the hooks must run plain."""
+        if not WORKER_SCRIPT.is_file():
+            return None, f"no worker script at {WORKER_SCRIPT}"
+        token = secrets.token_hex(8)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                [python, str(WORKER_SCRIPT), token, str(os.getpid()), backend],
+                cwd=cwd,
+                env=environ,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except OSError as error:
+            return None, f"the worker did not start: {error}"
+        worker = cls(process, token, environ)
+        try:
+            reason = worker._handshake()
+        except BaseException:
+            worker.kill()
+            raise
+        if reason is not None:
+            worker.stop()
+            return None, reason
+        logger.debug(
+            "hook runner: warm (worker %d, %s, ready in %.0f ms)",
+            process.pid,
+            backend,
+            (time.monotonic() - started) * 1000,
+        )
+        return worker, ""
+
+    def _handshake(self) -> str | None:
+        """Wait for the worker's first status line; why it cannot serve, if it cannot."""
+        early: list[bytes] = []
+        status = self._read_status(early.append)
+        if early:
+            # A fresh interpreter would print this in every hook; a forked child would not.
+            return "the interpreter or the backend prints at startup"
+        if status is None:
+            return f"the worker exited at startup ({self.process.wait()})"
+        if status[0] == b"cold":
+            return b" ".join(status[1:]).decode("utf-8", "replace")
+        if status[0] != b"ready" or len(status) < 2:
+            return f"the worker said {b' '.join(status)!r}"
+        self._paths = [_PathEntry.of(entry) for entry in json.loads(b" ".join(status[1:]))]
+        return None
+
+    def changed(self, environ: Mapping[str, str]) -> str | None:
+        """What changed since the worker started, if anything: then it must not serve."""
+        if not self.alive or self.process.poll() is not None:
+            return "it exited"
+        if environ != self.environ:
+            return "the hook environment changed"
+        for entry in self._paths:
+            if entry.changed():
+                return f"{entry.path} changed"
+        return None
+
+    def call(self, cmd: Sequence[str], cwd: str, log: BuildLog) -> ProcessOutcome | None:
+        """Run one hook command in a child; its output goes to ``log``.
+
+        None when the worker was gone before it could take the call.
+        """
+        self._calls += 1
+        request = {"id": self._calls, "argv": list(cmd[1:]), "cwd": cwd}
+        try:
+            self._send(json.dumps(request).encode() + b"\n")
+        except BrokenPipeError:
+            self.kill()
+            return None
+        except BaseException:
+            self.kill()
+            raise
+        log_command(log, cmd, cwd)
+        sink = OutputSink(log)
+        try:
+            status = self._read_status(sink.line)
+        except BaseException:
+            # KeyboardInterrupt (or anything else): the hook and its worker go, as
+            # run_logged takes a plain hook's tree down.
+            self.kill()
+            raise
+        if status is None:
+            return self._died(sink, log)
+        if status[:2] != [b"done", str(self._calls).encode()] or len(status) != 3:
+            self.kill()
+            log.write(f"(unexpected status from kiln's hook worker: {status!r})\n".encode())
+            return sink.finish(1)
+        return sink.finish(int(status[2]))
+
+    def _died(self, sink: OutputSink, log: BuildLog) -> ProcessOutcome:
+        """The worker died during the call: fail the hook with what it printed."""
+        self.kill()
+        returncode = self.process.returncode or 1
+        log.write(f"(kiln's hook worker {self.process.pid} exited: {returncode})\n".encode())
+        return sink.finish(returncode)
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._in, view) :]
+
+    def _read_status(self, output: Callable[[bytes], None]) -> list[bytes] | None:
+        """Pass output lines on until the next status line; its words, or None at the end."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                at = line.find(self.marker)
+                if at < 0:
+                    output(line)
+                    continue
+                if at > 0:
+                    output(line[:at])  # the hook's last line, without a line end
+                return line[at + len(self.marker) :].split()
+            if self._eof:
+                if self._buffer:
+                    output(self._buffer)
+                    self._buffer = b""
+                return None
+            if not select.select([self._out], [], [], LIVENESS_SECONDS)[0]:
+                if self.process.poll() is not None:
+                    # The worker is gone but something it started holds the pipe.
+                    _kill_group(self.process.pid)
+                    self._eof = not select.select([self._out], [], [], 0.1)[0]
+                continue
+            data = os.read(self._out, _READ_SIZE)
+            if data:
+                self._buffer += data
+            else:
+                self._eof = True
+
+    def kill(self) -> None:
+        """Stop the worker and its process group now (SIGTERM, grace, SIGKILL)."""
+        self.alive = False
+        stop_process_group(self.process)
+        _kill_group(self.process.pid)
+
+    def stop(self) -> None:
+        """Let the worker exit at the end of its input; stop it if it does not."""
+        self.alive = False
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(CLOSE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            stop_process_group(self.process)
+        self.process.stdout.close()
+
+
+class _PathEntry:
+    """A directory on the worker's ``sys.path``, as it was when the worker imported."""
+
+    def __init__(self, path: str, mtime: int | None, names: frozenset[str] | None) -> None:
+        self.path = path
+        self.mtime = mtime
+        self.names = names
+
+    @classmethod
+    def of(cls, path: str) -> _PathEntry:
+        mtime = _mtime(path)
+        return cls(path, mtime, _names(path) if mtime is not None else None)
+
+    def changed(self) -> bool:
+        """Whether something was installed or removed here: a stat, and a listing if
+        the directory's time changed (running code may add a ``__pycache__`` there)."""
+        mtime = _mtime(self.path)
+        if mtime == self.mtime:
+            return False
+        if mtime is None or self.names is None or _names(self.path) != self.names:
+            return True
+        self.mtime = mtime
+        return False
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns  # noqa: PTH116
+    except OSError:
+        return None
+
+
+def _names(path: str) -> frozenset[str] | None:
+    try:
+        with os.scandir(path) as entries:
+            return frozenset(e.name for e in entries if e.name != "__pycache__")
+    except OSError:
+        return None  # not a directory (a zip file): its time alone decides
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
