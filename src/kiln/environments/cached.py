@@ -252,11 +252,13 @@ class CachedEnvProvider:
         log.section(f"creating build environment at {path}")
         create_virtualenv(path)
         if key.requirements:
+            # Reused by many builds: compile bytecode once, now, not on every import.
             VirtualEnvironment(
                 path,
                 installer=self.installer,
                 constraints=self.constraints,
                 base_environ=self.base_environ,
+                compile_bytecode=True,
             ).satisfy(key.requirements, log)
         record = {
             "version": 1,

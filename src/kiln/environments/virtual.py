@@ -82,7 +82,9 @@ class VirtualEnvironment:
         installer: Installer,
         constraints: Sequence[Path],
         base_environ: Mapping[str, str],
+        compile_bytecode: bool = False,
     ) -> None:
+        self.compile_bytecode = compile_bytecode
         # Hooks run in the project directory: a relative path would point elsewhere.
         self.path = path.absolute()
         self.python = interpreter_path(self.path)
@@ -105,6 +107,7 @@ class VirtualEnvironment:
             constraints=self.constraints,
             log=log,
             env=installer_environ(self._base_environ),
+            compile_bytecode=self.compile_bytecode,
         )
         self.installed.extend(requirements)
         return self
