@@ -64,7 +64,8 @@ class EnvironmentKey:
 
         normalized = sorted({str(Requirement(r)) for r in requirements})
         return cls(
-            python=sys.executable,
+            # The interpreter environments are made from, whichever link or venv ran kiln.
+            python=os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
             python_version=sys.version,
             platform=sysconfig.get_platform(),
             installer=installer,
@@ -149,11 +150,21 @@ class CachedEnvironment(VirtualEnvironment):
         from kiln.environments.virtual import site_packages
         from kiln.requirements import unmet_requirements
 
-        if not requirements or not unmet_requirements(requirements, site_packages(self.path)):
+        if not requirements or self._promised(requirements):
+            return self  # the common case, decided without reading any metadata
+        if not unmet_requirements(requirements, site_packages(self.path)):
             return self
         # Installing here would change what the key promises: use the environment
         # for the full requirement set instead (made, or reused, like this one).
         return self.provider.environment_for((*self.key.requirements, *requirements), log)
+
+    def _promised(self, requirements: Sequence[str]) -> bool:
+        """Whether the key already names every one of ``requirements``."""
+        if set(requirements) <= set(self.key.requirements):
+            return True
+        from packaging.requirements import Requirement
+
+        return {str(Requirement(r)) for r in requirements} <= set(self.key.requirements)
 
 
 class CachedEnvProvider:
