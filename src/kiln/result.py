@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -20,19 +20,25 @@ class Artifact:
     path: Path
     kind: str  # "sdist", "wheel" or "editable"
     size: int
-    sha256: str
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    @classmethod
-    def from_file(cls, path: Path, kind: str) -> Artifact:
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The file's SHA-256, computed when first asked for (hashlib is slow to load)."""
+        import hashlib
+
         digest = hashlib.sha256()
-        with path.open("rb") as stream:
+        with self.path.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
-        return cls(path, kind, path.stat().st_size, digest.hexdigest())
+        return digest.hexdigest()
+
+    @classmethod
+    def from_file(cls, path: Path, kind: str) -> Artifact:
+        return cls(path, kind, path.stat().st_size)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ rebuilds.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import shutil
 import sys
 import sysconfig
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +54,7 @@ class EnvironmentKey:
     platform: str
     installer: str
     requirements: tuple[str, ...]
-    constraints: tuple[str, ...]  # sha256 of each constraints file's content
+    constraints: tuple[str, ...]  # a checksum of each constraints file's content
 
     @classmethod
     def for_requirements(
@@ -70,15 +70,12 @@ class EnvironmentKey:
             platform=sysconfig.get_platform(),
             installer=installer,
             requirements=tuple(normalized),
-            constraints=tuple(
-                hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in constraints
-            ),
+            constraints=tuple(checksum(Path(c).read_bytes()) for c in constraints),
         )
 
     @property
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        return checksum(json.dumps(asdict(self), sort_keys=True).encode())
 
     @property
     def pinned(self) -> bool:
@@ -108,9 +105,18 @@ def environment_ttl() -> float:
         raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
 
 
+def checksum(data: bytes) -> str:
+    """64 bits of checksum, enough to tell accidental change or a different key apart.
+
+    zlib's checksums, not hashlib's: loading OpenSSL would cost more than the rest
+    of a warm build's bookkeeping, and nothing here defends against an attacker.
+    """
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 def fingerprint(env_dir: Path) -> str:
     """A cheap digest of every file in the environment: names, sizes and mtimes."""
-    digest = hashlib.sha256()
+    lines: list[bytes] = []
     stack = [env_dir]
     while stack:
         directory = stack.pop()
@@ -129,8 +135,8 @@ def fingerprint(env_dir: Path) -> str:
             except OSError:
                 continue
             relative = os.path.relpath(entry.path, env_dir)
-            digest.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+            lines.append(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return checksum(b"".join(lines))
 
 
 class CachedEnvironment(VirtualEnvironment):
