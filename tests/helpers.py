@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -50,3 +51,27 @@ def snapshot(directory: Path) -> dict[str, bytes]:
         str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
         for p in sorted(directory.rglob("*"))
     }
+
+
+def pid_alive(pid: int, seconds: float = 5.0) -> bool:
+    """Whether process ``pid`` still runs after up to ``seconds``.
+
+    A killed child of a dead parent may linger as a zombie until reaped; that counts as gone.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        if _is_zombie(pid):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

@@ -17,7 +17,7 @@ import pytest
 import kiln
 from kiln.errors import BackendError, HookFailedError
 from tests.conftest import ProjectFactory
-from tests.helpers import INSTALLERS, run_kiln, snapshot
+from tests.helpers import INSTALLERS, pid_alive, run_kiln, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -256,26 +256,6 @@ def test_interrupt_stops_the_backend_and_leaves_nothing(
     assert list((run / "tmp").iterdir()) == []
     assert f"the build environment is kept at {environment}" in stderr
     assert "kiln debug" in stderr
-
-
-def pid_alive(pid: int) -> bool:
-    # A killed child of a dead parent may linger as a zombie until reaped; give it a moment.
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        if _is_zombie(pid):
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def test_backend_error_is_a_kiln_error() -> None:

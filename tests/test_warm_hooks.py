@@ -32,7 +32,7 @@ from kiln.hooks.warm import WORKER_SCRIPT, WarmHookRunners, Worker
 from kiln.process import BuildLog, run_logged
 from kiln.project import Project
 from tests.conftest import ProjectFactory
-from tests.helpers import FIXTURES, run_kiln, wheel_files, wheel_metadata
+from tests.helpers import FIXTURES, pid_alive, run_kiln, wheel_files, wheel_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -497,24 +497,3 @@ def test_interrupting_a_warm_hook_stops_everything(probe_project: Path, tmp_path
 
 def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def pid_alive(pid: int, seconds: float = 5.0) -> bool:
-    # A killed child of a dead parent may linger as a zombie until reaped; give it a moment.
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        if _is_zombie(pid):
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
