@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kiln import __version__
+from kiln.backends import with_stable_build_dir
 from kiln.cache import Cache, resolve_cache_dir
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
@@ -78,7 +80,7 @@ def build(request: BuildRequest) -> BuildResult:
                 result.steps.append(step)
                 if plan.wheel_from_sdist and distribution == SDIST:
                     # The wheel is built from the sdist, which proves the sdist builds.
-                    from_sdist = session.workspace.root / "from-sdist"
+                    from_sdist = session.workspace.stable_dir("from-sdist")
                     project = Project.load(_unpack(artifact.path, from_sdist))
     result.seconds = time.monotonic() - started
     return result
@@ -93,10 +95,11 @@ def prepare_metadata(request: BuildRequest) -> BuildResult:
     with _session(request, source, None) as session:
         with session.open_environment() as environment:
             backend, _ = _prepare_backend(session.project, environment, WHEEL, session)
-            metadata_dir = session.workspace.root / "metadata"
+            metadata_dir = session.workspace.stable_dir("metadata")
             metadata_dir.mkdir()
             logger.info("Getting metadata for wheel")
-            dist_info = backend.prepare_metadata(WHEEL, metadata_dir, request.config_settings)
+            settings = session.config_settings(session.project, WHEEL)
+            dist_info = backend.prepare_metadata(WHEEL, metadata_dir, settings)
             text = (metadata_dir / dist_info / "METADATA").read_bytes()
         raw, unparsed = parse_email(text)
         session.result.metadata = {**unparsed, **raw}
@@ -117,6 +120,11 @@ class Session:
     runners: HookRunners
     # Set once the environment exists: from then on a failure leaves something to look at.
     environment_opened: bool = False
+
+    def config_settings(self, project: Project, distribution: str) -> dict[str, Any]:
+        """The request's settings, plus a stable build directory where a backend needs one."""
+        build_dir = self.workspace.stable_dir("build") / distribution
+        return with_stable_build_dir(project, self.request.config_settings, build_dir)
 
     @contextlib.contextmanager
     def open_environment(self) -> Iterator[BuildEnvironment]:
@@ -140,7 +148,7 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)
-        project = Project.load(source.project_dir(workspace.root / "source"))
+        project = Project.load(source.project_dir(workspace.stable_dir("source")))
         result = BuildResult(
             source=source.path,
             outdir=None,
@@ -305,7 +313,7 @@ def _prepare_backend(
     """
     environment = environment.satisfy(project.build_system.requires, session.workspace.log)
     backend = _backend(project, environment, session)
-    dynamic = backend.get_requires(distribution, session.request.config_settings)
+    dynamic = backend.get_requires(distribution, session.config_settings(project, distribution))
     full = environment.satisfy(dynamic, session.workspace.log)
     if full is not environment:
         backend = _backend(project, full, session)
@@ -333,8 +341,9 @@ def _build_one(
     backend, requirements = _prepare_backend(project, environment, distribution, session)
     logger.info("Building %s from %s", distribution, project.source_dir)
     hook = f"build_{distribution}"
-    with staging_dir(outdir) as staging:
-        name = backend.build(distribution, staging, session.request.config_settings)
+    with staging_dir(outdir, session.workspace.label) as staging:
+        settings = session.config_settings(project, distribution)
+        name = backend.build(distribution, staging, settings)
         staged = check_artifact(staging, name, distribution, hook, session.workspace.log.path)
         if session.env_dir is not None:
             check_env_dir_left_out(staged, session.env_dir.path, project.source_dir, hook)

@@ -29,6 +29,8 @@ CACHEDIR_TAG = (
 )
 
 RUNS = "runs-v1"
+# Stable per-project working directories (see kiln.workspace): same path every build.
+PROJECTS = "projects-v1"
 LOGS = "logs-v1"
 
 # Logs kept from earlier runs; older ones are removed when a run starts.

@@ -37,9 +37,18 @@ def prepare_outdir(outdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staging_dir(outdir: Path) -> Iterator[Path]:
-    """A hidden directory in ``outdir`` for the backend to write into; always removed."""
-    path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=outdir))
+def staging_dir(outdir: Path, label: str | None = None) -> Iterator[Path]:
+    """A hidden directory in ``outdir`` for the backend to write into; always removed.
+
+    With ``label`` (the caller holds the project's lock) its name is the same
+    every build, so no path a backend sees changes from one build to the next.
+    """
+    if label is None:
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=outdir))
+    else:
+        path = outdir / f"{STAGING_PREFIX}{label}"
+        shutil.rmtree(path, ignore_errors=True)  # left by a crashed build
+        path.mkdir()
     try:
         yield path
     finally:

@@ -105,6 +105,12 @@ def read_build_system(source_dir: Path) -> BuildSystem:
     return BuildSystem(requires, backend, backend_path)
 
 
+def load_pyproject(source_dir: Path) -> dict[str, Any]:
+    """The parsed pyproject.toml of ``source_dir``, or {} when it has none."""
+    pyproject = source_dir / "pyproject.toml"
+    return _load_toml(pyproject) if pyproject.is_file() else {}
+
+
 def _load_toml(pyproject: Path) -> dict[str, Any]:
     try:
         with pyproject.open("rb") as stream:

@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 
-from kiln.cache import LOGS, RUNS, Cache
+from kiln.cache import LOGS, PROJECTS, RUNS, Cache
 from kiln.locks import FileLock
 from kiln.process import BuildLog
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 FAILED_NAME = "failed.json"
@@ -43,19 +46,43 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
-class Workspace:
-    """One run's directory: created and locked on entry, removed or kept on exit."""
+def project_label(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label) or "build"
 
-    def __init__(self, root: Path, *, cache: Cache | None, label: str, run_id: str) -> None:
+
+class Workspace:
+    """One run's directory: created and locked on entry, removed or kept on exit.
+
+    What can reach a compiler's command line (the unpacked sources, backend
+    build directories, TMPDIR) lives in ``place`` instead: a directory that is
+    the same for every build of the project, so compiler caches hit. In the
+    cache it is ``projects-v1/<label>/``, held by one run at a time and emptied
+    before and after each; inside an --env-dir it is the run directory itself,
+    which is stable already. A failed run takes its sources along to keep them.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cache: Cache | None,
+        label: str,
+        run_id: str,
+        place: Path | None = None,
+    ) -> None:
         self.root = root
         self.cache = cache
-        self.label = re.sub(r"[^A-Za-z0-9._-]+", "_", label) or "build"
+        self.label = project_label(label)
         self.run_id = run_id
         root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(root / LOCK_NAME)
         if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
             raise RuntimeError(f"run directory {root} is already in use")
-        self.tmp = root / "tmp"
+        self.place = place or root
+        self._place_lock: FileLock | None = None
+        if place is not None:
+            self._claim_place(place)
+        self.tmp = self.place / "tmp"
         self.tmp.mkdir(exist_ok=True)
         self.hooks = root / "hooks"
         self.hooks.mkdir(exist_ok=True)
@@ -64,7 +91,31 @@ class Workspace:
     @classmethod
     def in_cache(cls, cache: Cache, label: str) -> Workspace:
         run_id = new_run_id()
-        return cls(cache.bucket(RUNS) / run_id, cache=cache, label=label, run_id=run_id)
+        place = cache.bucket(PROJECTS) / project_label(label)
+        return cls(
+            cache.bucket(RUNS) / run_id, cache=cache, label=label, run_id=run_id, place=place
+        )
+
+    def _claim_place(self, place: Path) -> None:
+        place.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(place.parent / f"{place.name}.lock")
+        if not lock.acquire_exclusive(blocking=False):
+            logger.info("Waiting for another kiln run building %s", self.label)
+            lock.acquire_exclusive()
+        self._place_lock = lock
+        # Whatever an earlier run left (a crash, or a build of another checkout with
+        # the same name) must not reach this build's artifacts.
+        _empty(place)
+
+    def _release_place(self) -> None:
+        if self._place_lock is not None:
+            _empty(self.place)
+            self._place_lock.release()
+            self._place_lock = None
+
+    def stable_dir(self, name: str) -> Path:
+        """A directory under the stable place, for unpacked sources or build output."""
+        return self.place / name
 
     @property
     def hook_record(self) -> Path:
@@ -88,6 +139,7 @@ class Workspace:
                 pass  # a log is worth keeping, not worth failing a good build for
             else:
                 self.log.path = target
+        self._release_place()
         self._lock.release()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -105,10 +157,40 @@ class Workspace:
         # The run is kept either way; the marker only helps `kiln debug` find it.
         with contextlib.suppress(OSError):
             (self.root / FAILED_NAME).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        self._keep_sources()
         self._lock.release()
         # Scratch files and the hooks' handoff files are of no use once the run is
         # over; tmp/ stays, empty, as the TMPDIR of a `kiln debug` shell.
         shutil.rmtree(self.hooks, ignore_errors=True)
+        self.tmp = self.root / "tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(exist_ok=True)
         return self.root
+
+    def _keep_sources(self) -> None:
+        """Move what the failed build worked on from the stable place into the run.
+
+        The next build of the project needs the place; the record of the failed
+        hook is rewritten to point at the moved files.
+        """
+        if self.place == self.root:
+            return
+        for entry in list(self.place.iterdir()):
+            if entry.name != "tmp":
+                with contextlib.suppress(OSError):
+                    entry.rename(self.root / entry.name)
+        record = self.hook_record
+        with contextlib.suppress(OSError):
+            text = record.read_text(encoding="utf-8")
+            # JSON-escaped, as the paths appear inside the record's strings.
+            old, new = json.dumps(str(self.place))[1:-1], json.dumps(str(self.root))[1:-1]
+            record.write_text(text.replace(old, new), encoding="utf-8")
+        self._release_place()
+
+
+def _empty(directory: Path) -> None:
+    for entry in list(directory.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

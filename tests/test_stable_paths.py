@@ -1,0 +1,143 @@
+"""Every path that can reach a compiler's command line is the same from one build to the next."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kiln
+from kiln.backends import with_stable_build_dir
+from kiln.project import Project
+from tests.conftest import ProjectFactory
+from tests.helpers import run_kiln
+
+pytestmark = pytest.mark.integration
+
+
+def probe_build(source: Path, tmp_path: Path, round_: int) -> dict[str, object]:
+    probe = tmp_path / f"probe{round_}"
+    completed = run_kiln(
+        source, "-o", tmp_path / "out", env=dict(os.environ, KILN_TEST_PROBE=str(probe))
+    )
+    assert completed.returncode == 0, completed.stderr
+    report: dict[str, object] = json.loads(Path(f"{probe}-build_wheel.json").read_text())
+    return report
+
+
+def test_paths_a_backend_sees_are_stable(project: ProjectFactory, tmp_path: Path) -> None:
+    source = project("probe_backend")
+    first = probe_build(source, tmp_path, 1)
+    second = probe_build(source, tmp_path, 2)
+    # The wheel is built from the unpacked sdist: same directory, same TMPDIR, same staging.
+    for key in ("cwd", "tempdir", "output_dir", "prefix"):
+        assert first[key] == second[key], key
+    cache = os.environ["KILN_CACHE_DIR"]
+    assert str(first["cwd"]).startswith(f"{cache}/projects-v1/probe_backend/from-sdist/")
+    assert str(first["output_dir"]) == str(tmp_path / "out" / ".kiln-staging-probe_backend")
+
+
+def test_the_stable_place_is_emptied_before_and_after(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    source = project("flit_project")
+    place = Path(os.environ["KILN_CACHE_DIR"]) / "projects-v1" / "flit_project"
+    (place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit").mkdir(parents=True)
+    stale = place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit" / "stale.py"
+    stale.write_text("STALE = True\n")
+    result = kiln.build(source, tmp_path / "out")
+    [wheel] = [a for a in result.artifacts if a.kind == "wheel"]
+    import zipfile
+
+    assert "kiln_fixture_flit/stale.py" not in zipfile.ZipFile(wheel.path).namelist()
+    assert list(place.iterdir()) == []
+
+
+def test_concurrent_builds_of_one_project_take_turns(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    source = project("hatchling_project")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kiln", str(source), "-o", str(tmp_path / f"out{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    for i in range(3):
+        assert len(list((tmp_path / f"out{i}").iterdir())) == 2
+
+
+def test_a_failed_build_takes_its_sources_along(project: ProjectFactory, tmp_path: Path) -> None:
+    source = project("probe_backend")
+    probe = tmp_path / "no-such-dir" / "probe"  # the probe cannot write there: build_wheel fails
+    completed = run_kiln(
+        source, "-o", tmp_path / "out", env=dict(os.environ, KILN_TEST_PROBE=str(probe))
+    )
+    assert completed.returncode == 1
+    cache = Path(os.environ["KILN_CACHE_DIR"])
+    [run] = (cache / "runs-v1").iterdir()
+    hook = json.loads((run / "hook.json").read_text())
+    assert hook["hook"] == "build_sdist"  # the first hook that reports fails
+    assert hook["cwd"] == str(source)
+    assert list((cache / "projects-v1" / "probe_backend").iterdir()) == []
+
+
+def test_a_failed_wheel_step_keeps_the_unpacked_sdist(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    source = project("probe_backend")
+    probe = tmp_path / "probe"
+    Path(f"{probe}-build_wheel.json").mkdir()  # build_sdist reports; build_wheel cannot
+    env = dict(os.environ, KILN_TEST_PROBE=str(probe))
+    completed = run_kiln(source, "-o", tmp_path / "out", env=env)
+    assert completed.returncode == 1, completed.stderr
+    [run] = (Path(os.environ["KILN_CACHE_DIR"]) / "runs-v1").iterdir()
+    hook = json.loads((run / "hook.json").read_text())
+    assert hook["hook"] == "build_wheel"
+    assert hook["cwd"].startswith(str(run / "from-sdist"))
+    assert Path(hook["cwd"], "PKG-INFO").is_file()
+    debug = run_kiln("debug", "--print")
+    assert f"directory:   {hook['cwd']}" in debug.stdout
+
+
+def write_project(root: Path, backend: str, tool: str = "") -> Project:
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[build-system]\nrequires = []\nbuild-backend = "{backend}"\n{tool}'
+    )
+    return Project.load(root)
+
+
+@pytest.mark.parametrize("backend", ["scikit_build_core.build", "mesonpy"])
+def test_backends_that_build_in_a_temporary_dir_get_a_stable_one(
+    tmp_path: Path, backend: str
+) -> None:
+    project = write_project(tmp_path / "p", backend)
+    settings = with_stable_build_dir(project, {"other": "x"}, tmp_path / "build")
+    assert settings == {"other": "x", "build-dir": str(tmp_path / "build")}
+    # The user's own choice stands.
+    assert with_stable_build_dir(project, {"build-dir": "mine"}, tmp_path / "b") == {
+        "build-dir": "mine"
+    }
+
+
+def test_a_build_dir_in_pyproject_stands(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path / "p", "scikit_build_core.build", '[tool.scikit-build]\nbuild-dir = "build/x"\n'
+    )
+    assert with_stable_build_dir(project, {}, tmp_path / "b") == {}
+
+
+def test_other_backends_are_left_alone(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "setuptools.build_meta")
+    assert with_stable_build_dir(project, {"a": "b"}, tmp_path / "b") == {"a": "b"}
