@@ -129,6 +129,7 @@ def test_a_build_that_changes_its_environment_makes_it_unfit(
     assert "it will be rebuilt next time" in first
     second = build_log(source, tmp_path)
     assert created(second)
+    assert "a build changed its files" in second
 
 
 def test_unpinned_environment_expires(
@@ -209,6 +210,29 @@ def test_fresh_env_leaves_the_cache_alone(
     log = build_log(project("flit_project"), tmp_path, "--fresh-env")
     assert created(log)
     assert envs(cache) == []
+
+
+def test_refresh_without_a_cached_environment_is_a_usage_error(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    completed = run_kiln(project("flit_project"), "--refresh", "--fresh-env")
+    assert completed.returncode == 2
+    assert "--refresh re-resolves a reusable cached environment" in completed.stderr
+
+
+def test_clean_spares_an_environment_in_use(
+    project: ProjectFactory, tmp_path: Path, cache: Path
+) -> None:
+    build_log(project("flit_project"), tmp_path)
+    build_log(project("hatchling_project"), tmp_path)
+    idle, in_use = envs(cache)
+    with FileLock(cache / "envs-v1" / f"{in_use.name}.lock") as lock:
+        lock.acquire_shared()
+        completed = run_kiln("cache", "clean")
+    assert completed.returncode == 0, completed.stderr
+    assert not idle.exists()
+    assert in_use.is_dir() and (in_use / RECORD_NAME).is_file()
+    assert f"kept {in_use}" in completed.stderr
 
 
 def test_fresh_env_with_env_dir_is_a_usage_error(project: ProjectFactory, tmp_path: Path) -> None:

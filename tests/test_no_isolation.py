@@ -47,7 +47,7 @@ def test_builds_with_the_current_interpreter(project: ProjectFactory, tmp_path: 
         "kiln_fixture_flit-1.0.0.tar.gz",
     ]
     assert '"isolated": false' in (tmp_path / "report.json").read_text()
-    assert "Creating isolated environment" not in completed.stderr
+    assert "Creating build environment" not in completed.stderr
 
 
 def test_missing_requirement_is_listed(project: ProjectFactory, tmp_path: Path) -> None:

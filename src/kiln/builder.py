@@ -365,6 +365,11 @@ def _unpack(archive: Path, destination: Path) -> Path:
 
 
 def _check_constraints(request: BuildRequest) -> None:
+    if request.refresh and (request.env_dir is not None or request.fresh_env):
+        raise UsageError(
+            "--refresh re-resolves a reusable cached environment; "
+            "with --env-dir or --fresh-env every environment is new already"
+        )
     if request.env_dir is not None and request.fresh_env:
         raise UsageError("--fresh-env and --env-dir both say where the environment goes; pick one")
     if (request.fresh_env or request.refresh) and not request.isolation:

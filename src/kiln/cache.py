@@ -157,19 +157,27 @@ class Cache:
         return {entry.name: _size(entry) for entry in sorted(self.root.iterdir()) if entry.is_dir()}
 
     def clean(self) -> list[Path]:
-        """Remove every bucket, except runs a live process holds; returns what stayed."""
+        """Remove everything but what live kiln runs are using; returns what stayed."""
+        from kiln.environments.cached import ENVS, prune_environments
         from kiln.locks import is_locked
 
         kept: list[Path] = []
         for entry in sorted(self.root.iterdir()):
             if entry.name == "CACHEDIR.TAG":
                 continue
-            if entry.name == RUNS and entry.is_dir():
-                for run in entry.iterdir():
-                    if is_locked(run / _RUN_LOCK):
-                        kept.append(run)
+            if entry.name == ENVS and entry.is_dir():
+                prune_environments(entry, max_age=0, keep=0, half_made_grace=0)
+                kept += [p for p in entry.iterdir() if p.is_dir()]
+                continue
+            if entry.name in (RUNS, PROJECTS) and entry.is_dir():
+                for item in entry.iterdir():
+                    lock = item / _RUN_LOCK if entry.name == RUNS else Path(f"{item}.lock")
+                    if item.suffix == ".lock":
+                        continue  # lock files stay: see prune_environments
+                    if is_locked(lock):
+                        kept.append(item)
                     else:
-                        shutil.rmtree(run, ignore_errors=True)
+                        shutil.rmtree(item, ignore_errors=True)
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

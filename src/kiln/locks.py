@@ -62,11 +62,15 @@ class FileLock:
         self._fd = fd
         return True
 
-    def acquire_shared(self) -> None:
-        """Take the lock shared with other readers, waiting for an exclusive holder."""
+    def acquire_shared(self, *, blocking: bool = True) -> bool:
+        """Take the lock shared with other readers (waiting for an exclusive holder)."""
         fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        _lock(fd, shared=True, blocking=True)
+        if not _lock(fd, shared=True, blocking=blocking):
+            if self._fd is None:
+                os.close(fd)
+            return False
         self._fd = fd
+        return True
 
     def acquire_exclusive(self, *, blocking: bool = True) -> bool:
         """Take the lock for this process alone (converting a shared hold)."""

@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (
         ("dir", "print the cache directory"),
         ("info", "print the size of each bucket"),
-        ("prune", "remove crashed runs' leftovers, old failed builds and old logs"),
+        (
+            "prune",
+            "remove crashed runs' leftovers, old failed builds, unused environments and old logs",
+        ),
         ("clean", "remove everything in the cache except runs in progress"),
     ):
         sub = cache_commands.add_parser(action, help=text, description=text)

@@ -9,7 +9,7 @@ holds::
     build.log     every command kiln ran and everything it printed
     tmp/          TMPDIR/TEMP/TMP of installers and hooks
     hooks/        the JSON handoff files of each hook call
-    env/          the throwaway build environment (without --env-dir)
+    env/          the throwaway build environment (--fresh-env)
     source/       an sdist given as SRC, unpacked
     from-sdist/   the sdist just built, unpacked to build the wheel from
     hook.json     the hook that is running (kept if it fails): for `kiln debug`

@@ -219,7 +219,9 @@ class CachedEnvProvider:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / key.digest
         lock = FileLock(self.root / f"{key.digest}.lock")
-        lock.acquire_shared()
+        if not lock.acquire_shared(blocking=False):
+            logger.info("Waiting for the kiln run that is making the build environment %s", path)
+            lock.acquire_shared()
         refresh = self.refresh and key.digest not in self._refreshed
         problem = "refresh requested" if refresh else self._unfit(path, key)
         if problem is not None:
@@ -246,6 +248,8 @@ class CachedEnvProvider:
         if not record:
             return "half made (no record)" if path.exists() else "not made yet"
         # Compared as JSON, the form the record was stored in.
+        if record.get("unfit"):
+            return str(record["unfit"])
         if record.get("key") != json.loads(json.dumps(asdict(key))) or record.get("version") != 1:
             return "made for a different key"
         if not interpreter_path(path).exists():
@@ -264,7 +268,10 @@ class CachedEnvProvider:
             log.section(f"replacing build environment at {path}: {reason}")
             shutil.rmtree(path)
         logger.info(
-            "Creating isolated environment (%s, %s)", self.installer.name, sys.version.split()[0]
+            "Creating build environment %s (%s, %s)",
+            path,
+            self.installer.name,
+            sys.version.split()[0],
         )
         log.section(f"creating build environment at {path}")
         create_virtualenv(path)
@@ -295,9 +302,21 @@ class CachedEnvProvider:
                 message = f"build changed environment {environment.path}; it will be rebuilt"
                 logger.info("The %s", message)
                 log.section(f"the {message} next time")
-                (environment.path / RECORD_NAME).unlink(missing_ok=True)
+                _mark_unfit(environment.path, "a build changed its files")
             lock.release()
         self._open.clear()
+
+
+def _mark_unfit(path: Path, reason: str) -> None:
+    """Record why no later build may reuse the environment (atomically)."""
+    record = _read_record(path)
+    if not record:
+        return
+    record["unfit"] = reason
+    partial = path / f"{RECORD_NAME}.partial"
+    with contextlib.suppress(OSError):
+        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        partial.replace(path / RECORD_NAME)
 
 
 def _read_record(path: Path) -> dict[str, object]:
@@ -320,6 +339,7 @@ def prune_environments(
     *,
     max_age: float = ENV_MAX_AGE,
     keep: int = KEPT_ENVS,
+    half_made_grace: float = HALF_MADE_GRACE,
     before_removal: Callable[[Path], object] = lambda path: None,
 ) -> list[Path]:
     """Remove environments unused for ``max_age`` or beyond the ``keep`` most
@@ -342,7 +362,7 @@ def prune_environments(
         complete = (path / RECORD_NAME).is_file()
         if complete and rank < keep and now - last_used(path) < max_age:
             continue
-        if not complete and now - last_used(path) < HALF_MADE_GRACE:
+        if not complete and now - last_used(path) < half_made_grace:
             continue
         lock = FileLock(root / f"{path.name}.lock")
         try:

@@ -147,7 +147,10 @@ class FreshVirtualEnvProvider:
     def open(self, log: BuildLog) -> Iterator[BuildEnvironment]:
         assert self.location is not None
         logger.info(
-            "Creating isolated environment (%s, %s)", self.installer.name, sys.version.split()[0]
+            "Creating build environment %s (%s, %s)",
+            self.location,
+            self.installer.name,
+            sys.version.split()[0],
         )
         log.section(f"creating build environment at {self.location}")
         create_virtualenv(self.location)
