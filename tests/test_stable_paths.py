@@ -123,21 +123,23 @@ def test_backends_that_build_in_a_temporary_dir_get_a_stable_one(
     tmp_path: Path, backend: str
 ) -> None:
     project = write_project(tmp_path / "p", backend)
-    settings = with_stable_build_dir(project, {"other": "x"}, tmp_path / "build")
+    settings = with_stable_build_dir(project, {"other": "x"}, tmp_path / "build", "wheel")
     assert settings == {"other": "x", "build-dir": str(tmp_path / "build")}
     # The user's own choice stands.
-    assert with_stable_build_dir(project, {"build-dir": "mine"}, tmp_path / "b") == {
+    assert with_stable_build_dir(project, {"build-dir": "mine"}, tmp_path / "b", "wheel") == {
         "build-dir": "mine"
     }
+    # An editable wheel loads from its build directory later: not kiln's to choose.
+    assert with_stable_build_dir(project, {}, tmp_path / "b", "editable") == {}
 
 
 def test_a_build_dir_in_pyproject_stands(tmp_path: Path) -> None:
     project = write_project(
         tmp_path / "p", "scikit_build_core.build", '[tool.scikit-build]\nbuild-dir = "build/x"\n'
     )
-    assert with_stable_build_dir(project, {}, tmp_path / "b") == {}
+    assert with_stable_build_dir(project, {}, tmp_path / "b", "wheel") == {}
 
 
 def test_other_backends_are_left_alone(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "setuptools.build_meta")
-    assert with_stable_build_dir(project, {"a": "b"}, tmp_path / "b") == {"a": "b"}
+    assert with_stable_build_dir(project, {"a": "b"}, tmp_path / "b", "wheel") == {"a": "b"}

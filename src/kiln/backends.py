@@ -26,10 +26,16 @@ _BUILD_DIR_SETTINGS = {
 
 
 def with_stable_build_dir(
-    project: Project, config_settings: Mapping[str, Any], build_dir: Path
+    project: Project, config_settings: Mapping[str, Any], build_dir: Path, distribution: str
 ) -> dict[str, Any]:
-    """``config_settings``, plus a stable build directory for backends that need one."""
+    """``config_settings``, plus a stable build directory for backends that need one.
+
+    Not for editable wheels: those load from their build directory for as long as
+    they are installed (meson-python), so it must outlive kiln's run.
+    """
     settings = dict(config_settings)
+    if distribution == "editable":
+        return settings
     module = project.build_system.build_backend.partition(":")[0]
     known = _BUILD_DIR_SETTINGS.get(module)
     if known is None:

@@ -124,7 +124,7 @@ class Session:
     def config_settings(self, project: Project, distribution: str) -> dict[str, Any]:
         """The request's settings, plus a stable build directory where a backend needs one."""
         build_dir = self.workspace.stable_dir("build") / distribution
-        return with_stable_build_dir(project, self.request.config_settings, build_dir)
+        return with_stable_build_dir(project, self.request.config_settings, build_dir, distribution)
 
     @contextlib.contextmanager
     def open_environment(self) -> Iterator[BuildEnvironment]:
