@@ -54,6 +54,8 @@ def build(
     fresh_env: bool = False,
     refresh: bool = False,
     hook_runner: str = "auto",
+    compiler_cache: str | None = None,
+    compiler_cache_remote: str | None = None,
 ) -> BuildResult:
     """Build ``source`` (a project directory or an sdist) into ``outdir``.
 
@@ -64,7 +66,10 @@ def build(
     API does not read ``KILN_ENV_DIR``. Without it, the environment comes from
     the cache and is reused by later builds; ``fresh_env`` asks for a throwaway
     one, ``refresh`` re-resolves the cached one now. ``hook_runner`` is
-    "auto", "warm" or "plain". Raises :class:`kiln.errors.KilnError`.
+    "auto", "warm" or "plain". ``compiler_cache`` ("auto", "ccache", "sccache",
+    "none"; default $KILN_COMPILER_CACHE, else none) routes the backends'
+    compilers through a compiler cache, with ``compiler_cache_remote`` as shared
+    storage. Raises :class:`kiln.errors.KilnError`.
     """
     from kiln.builder import build as run_build
 
@@ -82,6 +87,8 @@ def build(
         fresh_env=fresh_env,
         refresh=refresh,
         hook_runner=hook_runner,
+        compiler_cache=compiler_cache,
+        compiler_cache_remote=compiler_cache_remote,
     )
     return run_build(request)
 
@@ -136,6 +143,8 @@ def _request(
     fresh_env: bool,
     refresh: bool,
     hook_runner: str,
+    compiler_cache: str | None = None,
+    compiler_cache_remote: str | None = None,
 ) -> BuildRequest:
     from pathlib import Path
 
@@ -156,6 +165,8 @@ def _request(
         fresh_env=fresh_env,
         refresh=refresh,
         hook_runner=hook_runner,
+        compiler_cache=compiler_cache,
+        compiler_cache_remote=compiler_cache_remote,
     )
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln import __version__
 from kiln.backends import with_stable_build_dir
@@ -29,6 +30,9 @@ from kiln.project import Project, SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
 from kiln.result import Artifact, BuildResult, BuildStep
 from kiln.workspace import LOG_NAME, Workspace, new_run_id
+
+if TYPE_CHECKING:
+    from kiln.compiler_cache import CompilerCache
 
 logger = logging.getLogger("kiln")
 
@@ -142,6 +146,8 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
     the error says where.
     """
     _check_constraints(request)
+    # Chosen first: a compiler cache asked for by name but missing stops the build here.
+    compiler_cache, remote = _compiler_cache(request)
     env_dir, cache, workspace = _claim_places(request, source, outdir)
     session: Session | None = None
     try:
@@ -157,13 +163,24 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
             python=sys.executable,
             log_path=workspace.log.path,
         )
-        provider = _provider(request, workspace, env_dir, project, result)
+        environ = workspace.subprocess_environ()
+        if compiler_cache is not None:
+            environ = compiler_cache.environ(
+                environ,
+                base_dir=cache.root if cache is not None else workspace.place,
+                run_dir=workspace.place,
+                work_dir=workspace.root / "compiler-cache",
+                remote=remote,
+            )
+        provider = _provider(request, workspace, env_dir, project, result, environ)
         runners = select_hook_runners(request.hook_runner)
         session = Session(request, workspace, project, result, provider, env_dir, runners)
         try:
             yield session
         finally:
             runners.close()
+            if compiler_cache is not None:
+                result.compiler_cache = _compiler_cache_report(compiler_cache, remote)
     except BaseException as error:
         if session is not None and session.environment_opened:
             _keep_failed(session, error, source)
@@ -222,6 +239,44 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
     logger.debug("failed build kept in %s", kept)
 
 
+def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | None]:
+    # Off unless asked for, by option or by $KILN_COMPILER_CACHE.
+    choice = request.compiler_cache or os.environ.get("KILN_COMPILER_CACHE") or "none"
+    remote_option = request.compiler_cache_remote
+    if choice == "none" and not (remote_option or os.environ.get("KILN_COMPILER_CACHE_REMOTE")):
+        return None, None  # the common case, without loading the module
+    from kiln.compiler_cache import compiler_cache_remote, redact_url, select_compiler_cache
+
+    selected = select_compiler_cache(choice)
+    remote = compiler_cache_remote(remote_option)
+    if remote and selected is None:
+        logger.warning(
+            "ignoring the compiler cache remote %s: no compiler cache is in use "
+            "(pass --compiler-cache auto, ccache or sccache)",
+            redact_url(remote),
+        )
+    return selected, remote
+
+
+def _compiler_cache_report(compiler_cache: CompilerCache, remote: str | None) -> dict[str, Any]:
+    """This build's hits and misses, logged and for the report; stops what the cache started."""
+    from kiln.compiler_cache import redact_url
+
+    try:
+        stats = compiler_cache.stats()
+    finally:
+        compiler_cache.close()
+    report: dict[str, Any] = {
+        "tool": compiler_cache.name,
+        "executable": compiler_cache.executable,
+        "remote": redact_url(remote) if remote else None,
+    }
+    if stats is not None:
+        report.update(stats.as_dict())
+        logger.info("Compiler cache (%s): %s", compiler_cache.name, stats.summary())
+    return report
+
+
 @dataclass(frozen=True)
 class KeptBuild:
     """Where a failed build was kept: its run directory, environment and log."""
@@ -264,10 +319,10 @@ def _provider(
     env_dir: EnvDir | None,
     project: Project,
     result: BuildResult,
+    environ: dict[str, str],
 ) -> EnvironmentProvider:
     """Where the environment comes from: the current interpreter, the user's
     --env-dir, a throwaway one (--fresh-env), or the cache (the default)."""
-    environ = workspace.subprocess_environ()
     if not request.isolation:
         from kiln.environments.current import CurrentInterpreterProvider
 

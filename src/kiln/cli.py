@@ -153,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         "is safe; default: $KILN_HOOK_RUNNER, else auto)",
     )
     env.add_argument(
+        "--compiler-cache",
+        choices=("auto", "ccache", "sccache", "none"),
+        help="route the backends' C, C++ and Rust compilers through a compiler cache "
+        "(auto: whichever is installed; default: $KILN_COMPILER_CACHE, else none)",
+    )
+    env.add_argument(
+        "--compiler-cache-remote",
+        metavar="URL",
+        help="shared storage for the compiler cache, e.g. redis://host:6379 "
+        "(default: $KILN_COMPILER_CACHE_REMOTE)",
+    )
+    env.add_argument(
         "-c",
         "--constraint",
         "--dependency-constraints-txt",
@@ -211,6 +223,8 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         hook_runner=args.hook_runner,
         fresh_env=args.fresh_env,
         refresh=args.refresh,
+        compiler_cache=args.compiler_cache,
+        compiler_cache_remote=args.compiler_cache_remote,
     )
 
 

@@ -39,6 +39,10 @@ class BuildRequest:
     fresh_env: bool = False
     # Resolve the cached environment's requirements again now, whatever its age.
     refresh: bool = False
+    # "auto", "ccache", "sccache" or "none"; None: $KILN_COMPILER_CACHE, else none.
+    compiler_cache: str | None = None
+    # Remote storage for the compiler cache; None: $KILN_COMPILER_CACHE_REMOTE.
+    compiler_cache_remote: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.distributions if d not in DISTRIBUTIONS]

@@ -65,6 +65,8 @@ class BuildResult:
     artifacts: list[Artifact] = field(default_factory=list)
     steps: list[BuildStep] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    # The compiler cache's tool, and this build's hits and misses, when one was on.
+    compiler_cache: dict[str, Any] | None = None
     seconds: float = 0.0
 
     def report(self) -> dict[str, Any]:
@@ -104,6 +106,7 @@ class BuildResult:
         }
         if self.metadata is not None:
             report["metadata"] = self.metadata
+        report["compiler_cache"] = self.compiler_cache
         return report
 
 
