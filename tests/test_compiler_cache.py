@@ -754,9 +754,10 @@ def test_stats_presentation() -> None:
 
 def test_remote_url_helpers() -> None:
     assert (
-        redact_url("redis://:secret@cache.internal:6379/2") == "redis://:***@cache.internal:6379/2"
+        redact_url("redis://:secret@cache.internal:6379/2") == "redis://***@cache.internal:6379/2"
     )
-    assert redact_url("redis://user:pw@host") == "redis://user:***@host"
+    assert redact_url("redis://user:pw@host") == "redis://***@host"
+    assert redact_url("redis://password-only@host") == "redis://***@host"  # ccache's form
     assert redact_url("redis://host:6379") == "redis://host:6379"
     assert (
         compiler_cache_remote("redis://a", {COMPILER_CACHE_REMOTE_ENV: "redis://b"}) == "redis://a"

@@ -143,3 +143,22 @@ def test_a_build_dir_in_pyproject_stands(tmp_path: Path) -> None:
 def test_other_backends_are_left_alone(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "setuptools.build_meta")
     assert with_stable_build_dir(project, {"a": "b"}, tmp_path / "b", "wheel") == {"a": "b"}
+
+
+@pytest.mark.parametrize("name", ["..", ".", "...tar.gz"])
+def test_dot_names_never_become_the_cache_itself(tmp_path: Path, name: str) -> None:
+    from kiln.workspace import project_label
+
+    label = project_label(name.removesuffix(".tar.gz"))
+    assert label not in ("", ".", "..") and not label.startswith(".")
+
+
+def test_building_dot_dot_leaves_the_cache_alone(project: ProjectFactory, tmp_path: Path) -> None:
+    source = project("flit_project")
+    (source / "sub").mkdir()
+    cache = Path(os.environ["KILN_CACHE_DIR"])
+    kiln.build(source, tmp_path / "first")  # fills the cache
+    completed = run_kiln("..", "-o", tmp_path / "out", cwd=source / "sub")
+    assert completed.returncode == 0, completed.stderr
+    assert (cache / "CACHEDIR.TAG").is_file() and (cache / "envs-v1").is_dir()
+    assert (cache / "projects-v1" / "flit_project").is_dir()  # named after the real directory

@@ -240,8 +240,10 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
 
 
 def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | None]:
-    # Off unless asked for, by option or by $KILN_COMPILER_CACHE.
-    choice = request.compiler_cache or os.environ.get("KILN_COMPILER_CACHE") or "none"
+    # Off unless asked for, by option or by $KILN_COMPILER_CACHE (which "auto" defers to).
+    choice = request.compiler_cache or (
+        "auto" if os.environ.get("KILN_COMPILER_CACHE", "").strip() else "none"
+    )
     remote_option = request.compiler_cache_remote
     if choice == "none" and not (remote_option or os.environ.get("KILN_COMPILER_CACHE_REMOTE")):
         return None, None  # the common case, without loading the module
@@ -396,7 +398,9 @@ def _build_one(
     backend, requirements = _prepare_backend(project, environment, distribution, session)
     logger.info("Building %s from %s", distribution, project.source_dir)
     hook = f"build_{distribution}"
-    with staging_dir(outdir, session.workspace.label) as staging:
+    # A stable name only where this run holds the project's place (not in --env-dir).
+    stable = session.workspace.place != session.workspace.root
+    with staging_dir(outdir, session.workspace.label if stable else None) as staging:
         settings = session.config_settings(project, distribution)
         name = backend.build(distribution, staging, settings)
         staged = check_artifact(staging, name, distribution, hook, session.workspace.log.path)

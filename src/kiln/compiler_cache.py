@@ -918,15 +918,13 @@ def redact_url(url: str) -> str:
     """``url`` without its password, fit for logs and reports."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host += f":{parts.port}"
     except ValueError:
         return url
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if "@" not in parts.netloc:
+        return url
+    # Any user information goes: ccache reads redis://SECRET@host as a password.
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 # --- helpers ----------------------------------------------------------------

@@ -7,6 +7,7 @@ Everything here runs before any environment is made, so a mistake in
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -194,7 +195,8 @@ class SourceInput:
     def resolve(cls, path: Path) -> SourceInput:
         from kiln.sdist import is_sdist_archive
 
-        path = Path(path).expanduser().absolute()
+        # abspath, not Path.absolute(): "." and ".." must not survive into names.
+        path = Path(os.path.abspath(Path(path).expanduser()))  # noqa: PTH100 (keep links)
         if not path.exists():
             raise UsageError(f"source {path} does not exist")
         if path.is_dir():

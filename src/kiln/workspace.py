@@ -7,13 +7,14 @@ holds::
 
     .lock         held while the run is alive; prune never touches a locked run
     build.log     every command kiln ran and everything it printed
-    tmp/          TMPDIR/TEMP/TMP of installers and hooks
     hooks/        the JSON handoff files of each hook call
     env/          the throwaway build environment (--fresh-env)
-    source/       an sdist given as SRC, unpacked
-    from-sdist/   the sdist just built, unpacked to build the wheel from
     hook.json     the hook that is running (kept if it fails): for `kiln debug`
     failed.json   written when the run fails; marks the directory as kept
+
+What can reach a compiler (``tmp/``, ``source/``, ``from-sdist/``, ``build/``)
+lives in the project's stable place instead; see :class:`Workspace`. A failed
+run moves those into its run directory.
 
 After a successful run the directory is removed (its log moves to the cache's
 ``logs`` bucket). After a failed or interrupted one it stays, for ``kiln debug``.
@@ -47,7 +48,8 @@ def new_run_id() -> str:
 
 
 def project_label(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label) or "build"
+    """A safe directory name for ``label``: never empty, never ``.``/``..`` or hidden."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).lstrip(".") or "build"
 
 
 class Workspace:
