@@ -79,7 +79,7 @@ def test_second_build_hits_with_compiler_cache_option(fixture: str, tmp_path: Pa
     assert rate >= 0.95, second_cache
 
 
-@pytest.mark.parametrize("fixture", ["compiled_setuptools", "compiled_cmake"])
+@pytest.mark.parametrize("fixture", C_FIXTURES)
 def test_builds_hit_across_cache_locations(fixture: str, tmp_path: Path) -> None:
     """Two CI workspaces: two kiln caches at different absolute paths, one compiler cache."""
     source = copy_fixture(fixture, tmp_path / "workspace-a")
