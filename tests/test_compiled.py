@@ -177,3 +177,18 @@ def test_rust_second_build_hits_with_sccache(tmp_path: Path) -> None:
     assert any(
         n.endswith("/scripts/kiln-fixture-compiled-rust") for n in zipfile.ZipFile(wheel).namelist()
     )
+
+
+def test_compiler_cache_from_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kiln
+
+    source = copy_fixture("compiled_setuptools", tmp_path)
+    for name, value in ccache_env(tmp_path / "ccache").items():
+        monkeypatch.setenv(name, value)
+    kiln.build(source, tmp_path / "out1", ["wheel"], compiler_cache="ccache")
+    shutil.rmtree(source / "build")  # setuptools would otherwise reuse its objects
+    result = kiln.build(source, tmp_path / "out2", ["wheel"], compiler_cache="ccache")
+    assert result.compiler_cache is not None
+    assert result.compiler_cache["tool"] == "ccache"
+    assert result.compiler_cache["hits"] == COMPILED_FIXTURES["compiled_setuptools"].cacheable_calls
+    assert result.compiler_cache["misses"] == 0
