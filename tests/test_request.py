@@ -49,3 +49,20 @@ def test_unknown_distribution_is_refused() -> None:
 def test_installer_with_no_isolation_is_refused() -> None:
     with pytest.raises(UsageError, match="--installer has no effect"):
         BuildRequest(Path(), isolation=False, installer="uv")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"isolation": False, "env_dir": Path("e")}, "--env-dir names an isolated environment"),
+        ({"isolation": False, "fresh_env": True}, "about isolated environments"),
+        ({"isolation": False, "constraints": (Path("c.txt"),)}, "-c/--constraint applies"),
+        ({"env_dir": Path("e"), "fresh_env": True}, "pick one"),
+        ({"refresh": True, "fresh_env": True}, "--refresh re-resolves"),
+    ],
+)
+def test_environment_options_that_contradict_each_other(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        BuildRequest(Path(), **options)  # type: ignore[arg-type]

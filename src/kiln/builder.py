@@ -145,7 +145,7 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
     failure past the point where the environment was made, both are kept, and
     the error says where.
     """
-    _check_constraints(request)
+    _check_constraint_files(request)
     # Chosen first: a compiler cache asked for by name but missing stops the build here.
     compiler_cache, remote = _compiler_cache(request)
     env_dir, cache, workspace = _claim_places(request, source, outdir)
@@ -423,27 +423,7 @@ def _unpack(archive: Path, destination: Path) -> Path:
     return unpack_sdist(archive, destination)
 
 
-def _check_constraints(request: BuildRequest) -> None:
-    if request.refresh and (request.env_dir is not None or request.fresh_env):
-        raise UsageError(
-            "--refresh re-resolves a reusable cached environment; "
-            "with --env-dir or --fresh-env every environment is new already"
-        )
-    if request.env_dir is not None and request.fresh_env:
-        raise UsageError("--fresh-env and --env-dir both say where the environment goes; pick one")
-    if (request.fresh_env or request.refresh) and not request.isolation:
-        raise UsageError(
-            "--fresh-env and --refresh are about isolated environments; "
-            "they have no effect with --no-isolation"
-        )
-    if request.env_dir is not None and not request.isolation:
-        raise UsageError(
-            "--env-dir names an isolated environment; it has no effect with --no-isolation"
-        )
-    if request.constraints and not request.isolation:
-        raise UsageError(
-            "-c/--constraint applies to installs; it has no effect with --no-isolation"
-        )
+def _check_constraint_files(request: BuildRequest) -> None:
     for constraint in request.constraints:
         if not Path(constraint).is_file():
             raise UsageError(f"constraint file {constraint} does not exist")

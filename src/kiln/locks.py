@@ -39,10 +39,6 @@ else:
         return True
 
 
-def _try_lock(fd: int) -> bool:
-    return _lock(fd, shared=False, blocking=False)
-
-
 class FileLock:
     """An exclusive, non-blocking lock on ``path`` (created if missing)."""
 
@@ -51,32 +47,28 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lock; False if another live process holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
-            os.close(fd)
+        """Take the lock exclusively, without waiting; False if a live process holds it."""
+        if not self._take(shared=False, blocking=False):
             return False
         # Record the holder, for messages; the lock itself is what counts.
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
         return True
 
     def acquire_shared(self, *, blocking: bool = True) -> bool:
         """Take the lock shared with other readers (waiting for an exclusive holder)."""
-        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _lock(fd, shared=True, blocking=blocking):
-            if self._fd is None:
-                os.close(fd)
-            return False
-        self._fd = fd
-        return True
+        return self._take(shared=True, blocking=blocking)
 
     def acquire_exclusive(self, *, blocking: bool = True) -> bool:
         """Take the lock for this process alone (converting a shared hold)."""
+        return self._take(shared=False, blocking=blocking)
+
+    def _take(self, *, shared: bool, blocking: bool) -> bool:
+        held = self._fd is not None
         fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _lock(fd, shared=False, blocking=blocking):
-            if self._fd is None:
+        if not _lock(fd, shared=shared, blocking=blocking):
+            if not held:
                 os.close(fd)
             return False
         self._fd = fd

@@ -50,8 +50,37 @@ class BuildRequest:
             raise UsageError(
                 f"unknown distribution {unknown[0]!r}; choose from {', '.join(DISTRIBUTIONS)}"
             )
-        if not self.isolation and self.installer != "auto":
+        self._check_environment_options()
+
+    def _check_environment_options(self) -> None:
+        """Refuse option combinations that cannot all be honoured."""
+        if self.isolation:
+            if self.refresh and (self.env_dir is not None or self.fresh_env):
+                raise UsageError(
+                    "--refresh re-resolves a reusable cached environment; "
+                    "with --env-dir or --fresh-env every environment is new already"
+                )
+            if self.env_dir is not None and self.fresh_env:
+                raise UsageError(
+                    "--fresh-env and --env-dir both say where the environment goes; pick one"
+                )
+            return
+        # --no-isolation: the options about isolated environments mean nothing.
+        if self.installer != "auto":
             raise UsageError("--installer has no effect with --no-isolation")
+        if self.env_dir is not None:
+            raise UsageError(
+                "--env-dir names an isolated environment; it has no effect with --no-isolation"
+            )
+        if self.fresh_env or self.refresh:
+            raise UsageError(
+                "--fresh-env and --refresh are about isolated environments; "
+                "they have no effect with --no-isolation"
+            )
+        if self.constraints:
+            raise UsageError(
+                "-c/--constraint applies to installs; it has no effect with --no-isolation"
+            )
 
 
 def parse_config_settings(

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from kiln.process import BuildLog, run_logged
+from kiln.process import BuildLog, ProcessOutcome, run_logged
 
 
 class SubprocessRunner(Protocol):
@@ -42,6 +42,12 @@ class SubprocessHookRunner:
         extra_environ: Mapping[str, str] | None = None,
     ) -> None:
         environ = {**self.environ, **(extra_environ or {})}
-        outcome = run_logged(cmd, cwd=cwd, log=self.log, env=environ)
+        outcome = self.run(cmd, cwd, environ)
         if outcome.returncode != 0:
             raise HookProcessError(outcome.returncode, cmd, outcome.tail)
+
+    def run(
+        self, cmd: Sequence[str], cwd: str | None, environ: Mapping[str, str]
+    ) -> ProcessOutcome:
+        """Run one hook process to completion; a faster runner overrides this."""
+        return run_logged(cmd, cwd=cwd, log=self.log, env=environ)

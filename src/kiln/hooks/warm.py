@@ -41,13 +41,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kiln.environments import BuildEnvironment
-from kiln.hooks.plain import HookProcessError, SubprocessHookRunner, SubprocessRunner
+from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
 from kiln.process import (
     BuildLog,
     OutputSink,
     ProcessOutcome,
     log_command,
-    run_logged,
     stop_process_group,
 )
 from kiln.project import BuildSystem
@@ -135,29 +134,24 @@ class WarmHookRunners:
         return worker
 
 
-class WarmHookRunner:
-    """A pyproject-hooks runner that hands hook commands to a warm worker."""
+class WarmHookRunner(SubprocessHookRunner):
+    """A pyproject-hooks runner that hands hook commands to a warm worker.
+
+    Where the worker cannot take a hook, it runs the plain way.
+    """
 
     def __init__(
         self, runners: WarmHookRunners, backend: str, environ: Mapping[str, str], log: BuildLog
     ) -> None:
+        super().__init__(environ, log)
         self.runners = runners
         self.backend = backend
-        self.environ = dict(environ)
-        self.log = log
 
-    def __call__(
-        self,
-        cmd: Sequence[str],
-        cwd: str | None = None,
-        extra_environ: Mapping[str, str] | None = None,
-    ) -> None:
-        environ = {**self.environ, **(extra_environ or {})}
-        outcome = self.runners.run(cmd, cwd, environ, self.backend, self.log)
-        if outcome is None:
-            outcome = run_logged(cmd, cwd=cwd, log=self.log, env=environ)
-        if outcome.returncode != 0:
-            raise HookProcessError(outcome.returncode, cmd, outcome.tail)
+    def run(
+        self, cmd: Sequence[str], cwd: str | None, environ: Mapping[str, str]
+    ) -> ProcessOutcome:
+        outcome = self.runners.run(cmd, cwd, dict(environ), self.backend, self.log)
+        return outcome if outcome is not None else super().run(cmd, cwd, environ)
 
 
 def _plain_reason(environ: Mapping[str, str]) -> str | None:
