@@ -106,8 +106,14 @@ def get_metadata(
     fresh_env: bool = False,
     refresh: bool = False,
     hook_runner: str = "auto",
+    compiler_cache: str | None = None,
+    compiler_cache_remote: str | None = None,
 ) -> dict[str, Any]:
-    """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``."""
+    """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``.
+
+    The options are :func:`build`'s; a backend without a metadata hook builds a
+    wheel to answer, which may compile.
+    """
     from kiln.builder import prepare_metadata
 
     request = _request(
@@ -122,6 +128,8 @@ def get_metadata(
         fresh_env=fresh_env,
         refresh=refresh,
         hook_runner=hook_runner,
+        compiler_cache=compiler_cache,
+        compiler_cache_remote=compiler_cache_remote,
     )
     metadata = prepare_metadata(request).metadata
     assert metadata is not None
@@ -143,8 +151,8 @@ def _request(
     fresh_env: bool,
     refresh: bool,
     hook_runner: str,
-    compiler_cache: str | None = None,
-    compiler_cache_remote: str | None = None,
+    compiler_cache: str | None,
+    compiler_cache_remote: str | None,
 ) -> BuildRequest:
     from pathlib import Path
 
