@@ -50,12 +50,18 @@ PROBE_SETUP = '''\
 """kiln's warm-runner probe: setuptools runs this file inside every hook.
 
 KILN_TEST_WARM_PROBE=PATH: write what this hook sees to PATH-<hook>.json, then leave
-    traces in the process (a variable, a module global) for the next hook to find.
+    traces in the process (a variable, a module global) for the next hook to find,
+    and import a standard module and a module of the project's own.
 KILN_TEST_WARM_ACTION=WHAT:HOOK: in HOOK, print a marker and then WHAT: "fail"
     (raise), "kill" (SIGKILL itself), "hang" (start `sleep`, write
     "<pid> <parent pid> <sleep pid>" to $KILN_TEST_WARM_PIDS, sleep), or
     "kill-parent" (SIGKILL its parent process, then sleep).
 """
+import sys
+
+# Modules this file imports below: were they imported before the hook got here?
+AHEAD = {name: name in sys.modules for name in ("xml.dom.minidom", "kiln_warm_probe_helper")}
+
 import json
 import os
 import signal
@@ -92,11 +98,19 @@ if probe:
         "marker": os.environ.get("KILN_TEST_MARKER"),
         "main": getattr(sys.modules["__main__"], "__file__", None),
         "stdin": sys.stdin.read(),
+        "ahead": AHEAD,
     }
     with open(f"{probe}-{hook}.json", "w", encoding="utf-8") as stream:
         json.dump(report, stream)
     os.environ["KILN_WARM_PROBE_LEAK"] = hook
     setuptools._kiln_warm_probe_leak = hook
+    import xml.dom.minidom
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import kiln_warm_probe_helper
+    except ImportError:
+        pass  # not in the sdist: the wheel's hooks run without it
 
 what, _, when = os.environ.get("KILN_TEST_WARM_ACTION", "").partition(":")
 if hook == when:
@@ -134,6 +148,7 @@ def probe_project(tmp_path: Path) -> Path:
     (source / "kiln_warm_probe" / "__init__.py").write_text('"""Built by the warm probe."""\n')
     (source / "pyproject.toml").write_text(PROBE_PYPROJECT)
     (source / "setup.py").write_text(PROBE_SETUP)
+    (source / "kiln_warm_probe_helper.py").write_text('"""The project\'s own module."""\n')
     return source
 
 
@@ -385,6 +400,82 @@ def test_the_worker_restarts_when_what_it_imported_may_have_changed(
     assert reports["get_requires_for_build_editable"]["marker"] == "changed"
 
 
+def test_what_hooks_import_is_imported_ahead_next_time(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    runs = []
+    for run in ("first", "second"):
+        monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / run))
+        kiln.build(probe_project, tmp_path / run / "out", hook_runner="warm", cache_dir=cache)
+        runs.append(read_reports(tmp_path / run))
+    first, second = runs
+    assert not first["get_requires_for_build_sdist"]["ahead"]["xml.dom.minidom"]
+    for hook, report in second.items():
+        ahead = report["ahead"]
+        assert isinstance(ahead, dict)
+        assert ahead["xml.dom.minidom"], f"{hook}: the first run's import was not made ahead"
+        # The project's own modules are never imported ahead: they may change.
+        assert not ahead["kiln_warm_probe_helper"], hook
+        # Still a fresh child per hook, and nothing leaks from one to the next.
+        assert report["leaked_variable"] is None, hook
+        assert report["ppid"] != os.getpid(), hook
+    [notes] = (cache / "envs-v1").glob("*/kiln-warm-imports.json")
+    learned = json.loads(notes.read_text())["setuptools.build_meta"]
+    assert "xml.dom.minidom" in learned
+    assert "kiln_warm_probe_helper" not in learned
+
+
+SIDE_EFFECTS = {
+    "filters-warnings": "import warnings\nwarnings.filterwarnings('ignore', message='kiln')\n",
+    "starts-a-thread": (
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    ),
+    "sets-a-variable": "import os\nos.environ['KILN_TEST_SIDE_EFFECT'] = '1'\n",
+}
+
+
+@pytest.mark.parametrize("side_effect", sorted(SIDE_EFFECTS))
+def test_importing_ahead_is_given_up_when_it_would_change_every_hook(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side_effect: str
+) -> None:
+    extra = tmp_path / "extra-site"
+    extra.mkdir()
+    (extra / "kiln_side_effect.py").write_text(SIDE_EFFECTS[side_effect])
+    monkeypatch.setenv("PYTHONPATH", str(extra))
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
+    notes = tmp_path / "kiln-warm-imports.json"
+    notes.write_text(json.dumps({"setuptools.build_meta": ["xml.dom.minidom", "kiln_side_effect"]}))
+    runners = WarmHookRunners()
+    try:
+        kiln_interpreter_backend(probe_project, tmp_path, runners, notes).get_requires("sdist", {})
+    finally:
+        runners.close()
+    [report] = read_reports(tmp_path / "probe", HOOKS[:1]).values()
+    assert report["ppid"] != os.getpid(), "the hook should still run warm"
+    assert report["ahead"] == {"xml.dom.minidom": False, "kiln_warm_probe_helper": False}
+    assert json.loads(notes.read_text())["setuptools.build_meta"] is False
+
+
+def test_importing_ahead_serves_hooks_from_the_notes(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
+    notes = tmp_path / "kiln-warm-imports.json"
+    notes.write_text(json.dumps({"setuptools.build_meta": ["xml.dom.minidom", "no.such.module"]}))
+    runners = WarmHookRunners()
+    try:
+        kiln_interpreter_backend(probe_project, tmp_path, runners, notes).get_requires("sdist", {})
+    finally:
+        runners.close()
+    [report] = read_reports(tmp_path / "probe", HOOKS[:1]).values()
+    assert report["ahead"] == {"xml.dom.minidom": True, "kiln_warm_probe_helper": False}
+    # A module that no longer imports is skipped, and the notes keep what they had.
+    learned = json.loads(notes.read_text())["setuptools.build_meta"]
+    assert learned[:2] == ["xml.dom.minidom", "no.such.module"]
+
+
 def test_a_relative_pythonpath_runs_plain(
     probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -427,13 +518,17 @@ def test_without_pidfd_the_worker_polls_for_its_children(
     assert list((tmp_path / "sdist").glob("*.tar.gz"))
 
 
-def kiln_interpreter_backend(source: Path, root: Path, runners: WarmHookRunners) -> Backend:
+def kiln_interpreter_backend(
+    source: Path, root: Path, runners: WarmHookRunners, warm_imports: Path | None = None
+) -> Backend:
     """The probe's backend in kiln's own interpreter, warm.
 
     That interpreter has setuptools (so the hooks need no environment) but not
     ``wheel``, which its setuptools needs to build wheels: these tests build no wheel.
+    ``warm_imports``: the notes file on what hooks import, as a cached environment has.
     """
     environment = CurrentEnvironment(os.environ, check_requirements=False)
+    environment.warm_imports = warm_imports
     project = Project.load(source)
     log = BuildLog(root / "build.log")
     handoff = root / "hooks"

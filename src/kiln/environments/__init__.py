@@ -39,6 +39,11 @@ class BuildEnvironment(Protocol):
     def hook_environ(self) -> dict[str, str]:
         """The complete set of environment variables for a hook process."""
 
+    @property
+    def warm_imports(self) -> Path | None:
+        """Where the warm hook runner may keep notes on what hooks import, for
+        later runs in this same environment; None: nowhere, it does not last."""
+
 
 class EnvironmentProvider(Protocol):
     """Hands out a build environment for the duration of one build."""

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 ENVS = "envs-v1"
 RECORD_NAME = "kiln-env.json"
+# The warm hook runner's notes on what hooks import here (kiln.hooks.warm).
+WARM_IMPORTS_NAME = "kiln-warm-imports.json"
 LAST_USED_NAME = ".last-used"
 ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
@@ -115,7 +117,11 @@ def checksum(data: bytes) -> str:
 
 
 def fingerprint(env_dir: Path) -> str:
-    """A cheap digest of every file in the environment: names, sizes and mtimes."""
+    """A cheap digest of every file in the environment: names, sizes and mtimes.
+
+    Bookkeeping at the top is left out: kiln's (``kiln-*``, ``.last-used``) and uv's
+    ``.lock``.
+    """
     lines: list[bytes] = []
     stack = [env_dir]
     while stack:
@@ -124,8 +130,9 @@ def fingerprint(env_dir: Path) -> str:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
             continue
+        top = directory == env_dir
         for entry in entries:
-            if entry.name in _VOLATILE or entry.name in (RECORD_NAME, LAST_USED_NAME, ".lock"):
+            if entry.name in _VOLATILE or (top and _is_bookkeeping(entry.name)):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
@@ -137,6 +144,10 @@ def fingerprint(env_dir: Path) -> str:
             relative = os.path.relpath(entry.path, env_dir)
             lines.append(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return checksum(b"".join(lines))
+
+
+def _is_bookkeeping(name: str) -> bool:
+    return name.startswith("kiln-") or name in (LAST_USED_NAME, ".lock")
 
 
 class CachedEnvironment(VirtualEnvironment):
@@ -151,6 +162,7 @@ class CachedEnvironment(VirtualEnvironment):
         )
         self.provider = provider
         self.key = key
+        self.warm_imports = path / WARM_IMPORTS_NAME
 
     def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
         from kiln.environments.virtual import site_packages

@@ -20,6 +20,7 @@ class CurrentEnvironment:
     """Hooks run with kiln's own interpreter; requirements are checked, never installed."""
 
     isolated = False
+    warm_imports: Path | None = None
 
     def __init__(self, base_environ: Mapping[str, str], *, check_requirements: bool = True):
         self.python = Path(sys.executable)

@@ -74,6 +74,7 @@ class VirtualEnvironment:
     """A virtual environment that kiln installs build requirements into."""
 
     isolated = True
+    warm_imports: Path | None = None
 
     def __init__(
         self,

@@ -22,6 +22,14 @@ A worker is restarted when what it was started with has changed: the hook
 environment's variables, or the contents of a directory on its ``sys.path``
 (requirements installed after the import).
 
+Hooks import most of what they use inside the hook, and a fresh process pays
+for it every time. For environments that keep notes (cached ones, see
+``BuildEnvironment.warm_imports``), kiln remembers per backend which modules
+the hooks imported from the environment and the standard library, and the next
+worker imports them once, up front. Should that import change anything a forked
+hook would inherit, the worker reports it cold; kiln then starts one without
+those imports and stops taking them ahead for that environment and backend.
+
 Workers never outlive kiln: they exit at the end of their input, which comes
 when kiln closes it or dies, and on Linux also when kiln's thread is gone.
 """
@@ -72,6 +80,8 @@ class WarmHookRunners:
         self._workers: dict[WorkerKey, Worker] = {}
         # Why a worker could not serve (interpreter, backend): its hooks run plain.
         self._cold: dict[WorkerKey, str] = {}
+        # Where each environment keeps its notes on what hooks import, if it does.
+        self._notes: dict[str, WarmImports] = {}
 
     def runner(
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
@@ -80,12 +90,16 @@ class WarmHookRunners:
         if build_system.backend_path:
             logger.debug("hook runner: plain (backend-path)")
             return SubprocessHookRunner(environ, log)
+        if environment.warm_imports is not None:
+            python = str(environment.python)
+            if python not in self._notes:
+                self._notes[python] = WarmImports(environment.warm_imports)
         return WarmHookRunner(self, build_system.build_backend, environ, log)
 
     def close(self) -> None:
-        workers, self._workers = list(self._workers.values()), {}
-        for worker in workers:
-            worker.stop()
+        workers, self._workers = list(self._workers.items()), {}
+        for key, worker in workers:
+            self._retire(key, worker)
 
     def run(
         self,
@@ -110,7 +124,7 @@ class WarmHookRunners:
             if not worker.alive:
                 # It died, before the hook or while running it: the next hook gets a new one.
                 del self._workers[key]
-                worker.stop()
+                self._retire(key, worker)
             if outcome is not None:
                 return outcome
         return None
@@ -124,14 +138,29 @@ class WarmHookRunners:
                 return worker
             logger.debug("hook runner: restarting the warm worker (%s)", changed)
             del self._workers[key]
-            worker.stop()
-        worker, reason = Worker.start(key[0], key[1], environ, cwd)
+            self._retire(key, worker)
+        python, backend = key
+        notes = self._notes.get(python)
+        warm_imports = notes.path if notes is not None and notes.usable(backend) else None
+        worker, reason = Worker.start(python, backend, environ, cwd, warm_imports)
+        if worker is None and warm_imports is not None:
+            # Perhaps what earlier hooks imported is to blame: try without it.
+            worker, _ = Worker.start(python, backend, environ, cwd)
+            if worker is not None and notes is not None:
+                notes.refuse(backend, reason)
         if worker is None:
             self._cold[key] = reason
             logger.debug("hook runner: plain (%s)", reason)
             return None
         self._workers[key] = worker
         return worker
+
+    def _retire(self, key: WorkerKey, worker: Worker) -> None:
+        """Stop a worker that may not serve, keeping what its hooks imported."""
+        worker.stop()
+        notes = self._notes.get(key[0])
+        if notes is not None:
+            notes.learn(key[1], worker.imported)
 
 
 class WarmHookRunner(SubprocessHookRunner):
@@ -184,19 +213,31 @@ class Worker:
         self._calls = 0
         self._paths: list[_PathEntry] = []
         self.alive = True
+        # Modules this worker's hooks imported, for the next worker to import ahead.
+        self.imported: dict[str, None] = {}
 
     @classmethod
     def start(
-        cls, python: str, backend: str, environ: dict[str, str], cwd: str
+        cls,
+        python: str,
+        backend: str,
+        environ: dict[str, str],
+        cwd: str,
+        warm_imports: Path | None = None,
     ) -> tuple[Worker | None, str]:
-        """A ready worker, or None and why the hooks must run plain."""
+        """A ready worker, or None and why the hooks must run plain.
+
+        ``warm_imports``: the notes file whose modules for ``backend`` the worker
+        imports ahead of the hooks.
+        """
         if not WORKER_SCRIPT.is_file():
             return None, f"no worker script at {WORKER_SCRIPT}"
         token = secrets.token_hex(8)
         started = time.monotonic()
+        extra = [str(warm_imports)] if warm_imports is not None else []
         try:
             process = subprocess.Popen(
-                [python, str(WORKER_SCRIPT), token, str(os.getpid()), backend],
+                [python, str(WORKER_SCRIPT), token, str(os.getpid()), backend, *extra],
                 cwd=cwd,
                 env=environ,
                 stdin=subprocess.PIPE,
@@ -270,6 +311,9 @@ class Worker:
         sink = OutputSink(log)
         try:
             status = self._read_status(sink.line)
+            while status is not None and status[:1] == [b"imported"]:
+                self._note_imports(b" ".join(status[1:]))
+                status = self._read_status(sink.line)
         except BaseException:
             # KeyboardInterrupt (or anything else): the hook and its worker go, as
             # run_logged takes a plain hook's tree down.
@@ -282,6 +326,12 @@ class Worker:
             log.write(f"(unexpected status from kiln's hook worker: {status!r})\n".encode())
             return sink.finish(1)
         return sink.finish(int(status[2]))
+
+    def _note_imports(self, names: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            for name in json.loads(names):
+                if isinstance(name, str):
+                    self.imported[name] = None
 
     def _died(self, sink: OutputSink, log: BuildLog) -> ProcessOutcome:
         """The worker died during the call: fail the hook with what it printed."""
@@ -342,6 +392,58 @@ class Worker:
         except subprocess.TimeoutExpired:
             stop_process_group(self.process)
         self.process.stdout.close()
+
+
+class WarmImports:
+    """An environment's notes: per backend, the modules its hooks imported.
+
+    A JSON object beside the environment, ``{backend: [module, ...]}``, or
+    ``{backend: false}`` once importing them ahead proved unsafe. Runs sharing
+    the environment may write it at once: each replaces it whole, atomically,
+    and a lost update only costs a module imported in the hook instead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._data: dict[str, object] | None = None
+
+    def usable(self, backend: str) -> bool:
+        return isinstance(self._read().get(backend), list)
+
+    def learn(self, backend: str, modules: Mapping[str, None] | Sequence[str]) -> None:
+        """Add ``modules`` to ``backend``'s list (unless it was refused)."""
+        known = self._read().get(backend, [])
+        if not isinstance(known, list):
+            return
+        merged = list(dict.fromkeys([*known, *modules]))
+        if len(merged) > len(known):
+            self._write(backend, merged)
+
+    def refuse(self, backend: str, reason: str) -> None:
+        logger.debug("hook runner: no longer importing ahead for %s (%s)", backend, reason)
+        self._write(backend, False)
+
+    def _read(self) -> dict[str, object]:
+        if self._data is None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            self._data = data if isinstance(data, dict) else {}
+        return self._data
+
+    def _write(self, backend: str, value: object) -> None:
+        self._data = None  # merge with what other runs wrote meanwhile
+        data = {**self._read(), backend: value}
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+        try:
+            partial.write_text(json.dumps(data), encoding="utf-8")
+            partial.replace(self.path)
+        except OSError as error:
+            logger.debug("cannot keep notes on warm imports in %s: %s", self.path, error)
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        self._data = data
 
 
 class _PathEntry:

@@ -3,10 +3,18 @@
 kiln (``kiln.hooks.warm``) starts it with the build environment's interpreter,
 in the hook environment and working directory of the first hook call::
 
-    python kiln_worker.py TOKEN KILN_PID BACKEND
+    python kiln_worker.py TOKEN KILN_PID BACKEND [WARM_IMPORTS]
 
 The build environment has no kiln in it, so this script uses the standard
-library only. Each hook runs in a child forked from the worker, which runs
+library only.
+
+Hooks import most of what they use lazily, inside the hook: hatchling's builders,
+setuptools' commands, tarfile, zipfile, email. A fresh interpreter pays for that
+in every hook. WARM_IMPORTS names a JSON file (kiln keeps one beside each cached
+environment) mapping backends to the modules earlier hooks imported from the
+environment or the standard library; the worker imports those too, once, before
+it says it is ready. Each child tells kiln what its hook imported on top, for
+the next worker. Each hook runs in a child forked from the worker, which runs
 pyproject-hooks' in-process script as ``python SCRIPT HOOK DIR`` would, and
 exits the way a fresh interpreter exits (atexit handlers, threads joined,
 output flushed). Nothing a hook does to its process reaches the next hook.
@@ -17,6 +25,9 @@ kiln: whatever the hooks print, and status lines ``NUL TOKEN WORD ...``::
 
     ready SYS_PATH_JSON   the backend is imported, silently: send requests
     cold REASON           a forked child would not match a fresh interpreter; exiting
+    imported NAMES_JSON   (from a hook's child, as it exits after a successful hook)
+                          modules the hook imported from the environment or the
+                          standard library
     done ID STATUS        the hook's child exited (STATUS: subprocess returncode)
 
 A child has flushed its output and exited before its ``done`` line is written
@@ -55,10 +66,17 @@ PR_SET_PDEATHSIG = 1
 class Fork(BaseException):
     """Raised in a new child to leave the worker's loop; carries the hook to run."""
 
-    def __init__(self, request: dict[str, Any], code: CodeType | None) -> None:
+    def __init__(
+        self, request: dict[str, Any], code: CodeType | None, imports: ImportReport
+    ) -> None:
         super().__init__()
         self.request = request
         self.code = code
+        self.imports = imports
+
+
+# Set in a hook's child: reports what the hook imported when it exits successfully.
+_import_report: ImportReport | None = None
 
 
 def main(argv: list[str]) -> None:
@@ -66,6 +84,8 @@ def main(argv: list[str]) -> None:
     _drop_own_directory()
     status = Status(token)
     reason = import_backend(backend)
+    if reason is None and len(argv) > 4:
+        reason = warm_up(_warm_imports(argv[4], backend))
     # Anything printed while importing would go missing from every hook's output.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -77,7 +97,7 @@ def main(argv: list[str]) -> None:
         parent_death(signal.SIGTERM)
         if os.getppid() != kiln_pid:
             return  # kiln died before the signal was armed
-    worker = Worker(status, kiln_pid, parent_death)
+    worker = Worker(status, kiln_pid, parent_death, ImportOrigins.of_this_interpreter())
     status.write(b"ready " + json.dumps(sys.path).encode())
     worker.serve()
 
@@ -115,6 +135,135 @@ def import_backend(backend: str) -> str | None:
     if _thread_count() > 1:
         return f"importing {module} starts threads"
     return None
+
+
+def _warm_imports(path: str, backend: str) -> list[str]:
+    """The modules listed for ``backend`` in kiln's file at ``path`` (none if unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as stream:  # noqa: PTH123
+            modules = json.load(stream).get(backend)
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(modules, list):
+        return []
+    return [name for name in modules if isinstance(name, str)]
+
+
+def warm_up(modules: list[str]) -> str | None:
+    """Import ``modules`` as earlier hooks did; why not to fork after it, if anything.
+
+    A hook that imports one of them in a fresh interpreter changes its own process
+    only; imported here, a module reaches every hook. So the import must leave the
+    process as it found it: no warnings, no threads, and the same working directory,
+    variables, import machinery, warning filters, signal handlers and standard
+    streams. Output is checked by kiln, as for the backend. A module that fails to
+    import is left for the hook to import (or not) itself.
+    """
+    import importlib
+    import warnings
+
+    if not modules:
+        return None
+    before = _process_state()
+    with warnings.catch_warnings(record=True) as caught:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except (Exception, SystemExit):
+                continue
+        # Inside the block: leaving it restores the filters it saved.
+        changed = [what for what, value in _process_state().items() if before[what] != value]
+    if changed:
+        return f"importing what earlier hooks imported changes {', '.join(changed)}"
+    if caught:
+        return "importing what earlier hooks imported warns"
+    if _thread_count() > 1:
+        return "importing what earlier hooks imported starts threads"
+    return None
+
+
+def _process_state() -> dict[str, object]:
+    """What a module's import could change that every forked hook would inherit."""
+    import warnings
+
+    handlers = {}
+    for name in ("SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE", "SIGHUP", "SIGUSR1", "SIGUSR2"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            handlers[name] = signal.getsignal(number)
+    return {
+        "the working directory": os.getcwd(),  # noqa: PTH109 (pathlib costs an import)
+        "the environment variables": dict(os.environ),
+        "sys.path": list(sys.path),
+        "sys.meta_path": list(sys.meta_path),
+        "sys.path_hooks": list(sys.path_hooks),
+        "sys.argv": list(sys.argv),
+        "the warning filters": list(warnings.filters),
+        "the signal handlers": handlers,
+        "the standard streams": (sys.stdin, sys.stdout, sys.stderr),
+        "the exception hooks": (sys.excepthook, sys.unraisablehook),
+        "the trace or profile function": (sys.gettrace(), sys.getprofile()),
+        "the recursion limit": sys.getrecursionlimit(),
+    }
+
+
+class ImportOrigins:
+    """Where a module must come from for a later worker to import it ahead of a hook.
+
+    From the ``sys.path`` entries under the environment's or the interpreter's
+    prefix: the environment's site-packages and the standard library. What lies
+    there changes only with the environment (whose key and checksum kiln checks)
+    or the interpreter. A module from the project, a ``PYTHONPATH`` entry or the
+    hook's own directory is never imported ahead.
+    """
+
+    def __init__(self, roots: tuple[str, ...]) -> None:
+        self.roots = roots
+
+    @classmethod
+    def of_this_interpreter(cls) -> ImportOrigins:
+        prefixes = {
+            os.path.join(os.path.normpath(prefix), "")  # noqa: PTH118
+            for prefix in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix)
+        }
+        roots = []
+        for entry in sys.path:
+            if not entry or not os.path.isabs(entry):  # noqa: PTH117
+                continue
+            root = os.path.join(os.path.normpath(entry), "")  # noqa: PTH118
+            if any(root.startswith(prefix) for prefix in prefixes):
+                roots.append(root)
+        return cls(tuple(roots))
+
+    def new_modules(self, before: frozenset[str], cwd: str) -> list[str]:
+        """Modules imported since ``before`` that a later worker may import ahead."""
+        cwd = os.path.join(os.path.normpath(cwd), "")  # noqa: PTH118
+        names = []
+        for name, module in list(sys.modules.items()):
+            if name in before or name == "__main__":
+                continue
+            origin = getattr(module, "__file__", None)
+            if not isinstance(origin, str):
+                continue  # built in, or a namespace package: nothing to gain
+            if origin.startswith(self.roots) and not origin.startswith(cwd):
+                names.append(name)
+        return names
+
+
+class ImportReport:
+    """In a hook's child: tells kiln what the hook imported, once it succeeded."""
+
+    def __init__(self, status: Status, origins: ImportOrigins, cwd: str) -> None:
+        self.status = status
+        self.origins = origins
+        self.cwd = cwd
+        self.before = frozenset(sys.modules)
+
+    def send(self) -> None:
+        with contextlib.suppress(BaseException):
+            names = self.origins.new_modules(self.before, self.cwd)
+            if names:
+                self.status.write(b"imported " + json.dumps(names).encode())
 
 
 def _thread_count() -> int:
@@ -181,9 +330,14 @@ class Requests:
 
 class Worker:
     def __init__(
-        self, status: Status, kiln_pid: int, parent_death: Callable[[int], None] | None
+        self,
+        status: Status,
+        kiln_pid: int,
+        parent_death: Callable[[int], None] | None,
+        origins: ImportOrigins,
     ) -> None:
         self.status = status
+        self.origins = origins
         self.pid = os.getpid()
         self.kiln_pid = kiln_pid
         self.parent_death = parent_death
@@ -243,10 +397,11 @@ class Worker:
         sys.stderr.flush()
         # A SIGTERM between fork and the child's reset must not run our handler there.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        imports = ImportReport(self.status, self.origins, str(request["cwd"]))
         pid = os.fork()
         if pid == 0:
             self._become_child(mask)
-            raise Fork(request, code)
+            raise Fork(request, code, imports)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return self._wait(pid)
 
@@ -406,6 +561,8 @@ def finish(status: int, *, interrupted: bool = False) -> NoReturn:
         if stream is not None:
             with contextlib.suppress(BaseException):
                 stream.flush()
+    if status == 0 and not interrupted and _import_report is not None:
+        _import_report.send()  # after the hook's output: kiln reads it first
     if interrupted:
         # As the interpreter exits after an uncaught KeyboardInterrupt: by SIGINT.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -414,10 +571,11 @@ def finish(status: int, *, interrupted: bool = False) -> NoReturn:
 
 
 def entry() -> None:
+    global _import_report
     try:
         main(sys.argv)
     except Fork as fork:
-        request, code = fork.request, fork.code
+        request, code, _import_report = fork.request, fork.code, fork.imports
     else:
         finish(0)  # the worker: no hook is running
     # The worker's frames are gone; from here on this process is the hook's.
