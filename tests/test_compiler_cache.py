@@ -35,6 +35,8 @@ from kiln.compiler_cache import (
     redact_url,
     sccache_stats_difference,
     select_compiler_cache,
+    start_users_sccache_server,
+    users_sccache,
 )
 from kiln.errors import EnvironmentSetupError, UsageError
 from tests.redis_server import dbsize, free_port, redis_server
@@ -440,6 +442,63 @@ def test_sccache_users_server_is_used_and_left_running(
     # The server was started with run-1's base dirs: it hits for run-2 only where
     # nothing names the run directory. Counted either way, as one compile.
     assert results[1].hits + results[1].misses == 1
+
+
+def test_users_sccache_is_found_in_the_users_variables(
+    ccache: Ccache, sccache_executable: str, tmp_path: Path
+) -> None:
+    environ = path_with(tmp_path, sccache=sccache_executable, ccache=ccache.executable)
+    found = tmp_path / "path" / "sccache"
+    for user in (
+        {"RUSTC_WRAPPER": sccache_executable},
+        {"CARGO_BUILD_RUSTC_WRAPPER": "sccache"},
+        {"CC": "sccache gcc"},
+        {"CC": "ccache gcc", "CXX": f"{shlex.quote(sccache_executable)} g++"},
+        {"CMAKE_CXX_COMPILER_LAUNCHER": "sccache;--flag"},
+    ):
+        named = users_sccache(environ | user)
+        assert named is not None and Path(named).samefile(found), user
+    for user in (
+        {},
+        {"RUSTC_WRAPPER": ""},  # switched off
+        {"RUSTC_WRAPPER": ccache.executable, "CC": "ccache gcc"},
+        {"CC": "gcc", "CMAKE_C_COMPILER_LAUNCHER": "ccache"},
+        {"CC": "'unbalanced gcc"},
+        {"RUSTC_WRAPPER": str(tmp_path / "elsewhere" / "sccache")},  # not there
+    ):
+        assert users_sccache(environ | user) is None, user
+
+
+def test_users_sccache_server_is_started_despite_a_long_tmpdir(
+    sccache: Caches, gcc: str, tmp_path: Path
+) -> None:
+    """The sccache client makes TMPDIR/sccacheXXXXXX/sock to hear from a server it
+    starts, and fails on a path too long for a socket: kiln starts the user's server
+    with its own TMPDIR first, and the build's clients, long TMPDIR and all, reach it."""
+    long_tmp = tmp_path / ("long-" * 20)
+    long_tmp.mkdir()
+    base = sccache.user_server(clean_environ(tmp_path))
+    environ = base | {"TMPDIR": str(long_tmp), "RUSTC_WRAPPER": sccache.executable}
+    # A compiler call starts the server when none answers (--show-stats would not).
+    call = [sccache.executable, gcc, "--version"]
+    refused = subprocess.run(
+        call, env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+    if refused.returncode == 0:
+        pytest.skip("this sccache starts its server whatever the length of TMPDIR")
+    assert "SUN_LEN" in refused.stderr, refused.stderr
+    assert not _server_alive(environ)
+    start_users_sccache_server(environ)
+    assert _server_alive(environ)
+    subprocess.run(call, env=environ, capture_output=True, timeout=60, check=True)
+    start_users_sccache_server(environ)  # running: left alone
+    assert _server_alive(environ)
+
+
+def test_no_server_without_the_users_sccache(sccache: Caches, tmp_path: Path) -> None:
+    environ = sccache.user_server(clean_environ(tmp_path)) | {"CC": "gcc"}
+    start_users_sccache_server(environ)
+    assert not _server_alive(environ)
 
 
 def test_sccache_remote_variables(sccache: Caches, tmp_path: Path) -> None:

@@ -172,6 +172,10 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
                 work_dir=workspace.root / "compiler-cache",
                 remote=remote,
             )
+        if any("sccache" in value for value in environ.values()):  # else spare the import
+            from kiln.compiler_cache import start_users_sccache_server
+
+            start_users_sccache_server(environ)  # before the build's TMPDIR can start it
         provider = _provider(request, workspace, env_dir, project, result, environ)
         runners = select_hook_runners(request.hook_runner)
         session = Session(request, workspace, project, result, provider, env_dir, runners)

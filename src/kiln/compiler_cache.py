@@ -12,7 +12,13 @@ that the build systems behind the backends read.
 - cargo: ``RUSTC_WRAPPER``, with sccache only (ccache cannot cache rustc).
 - Paths: absolute paths under kiln's cache directory are hashed relative to it
   (``CCACHE_BASEDIR`` and ``CCACHE_NOHASHDIR``; ``SCCACHE_BASEDIRS``, which
-  also names the run's directory), so a build hits from another location.
+  also names the run's directory), so a build hits from another location. Not
+  Rust's: sccache (0.16) hashes a crate's working directory and ``CARGO_*``
+  variables as they are, so only crates compiled outside kiln's cache (the
+  dependencies, from ``CARGO_HOME``) hit from another cache path.
+- A user's own sccache (``RUSTC_WRAPPER=sccache`` and the like) gets its server
+  started before the build, with kiln's ``TMPDIR`` rather than the build's
+  (:func:`start_users_sccache_server`).
 - This build's statistics: ccache writes them to a stats log of this run's own
   (``CCACHE_STATSLOG``); sccache runs a server of this build's own
   (``SCCACHE_SERVER_UDS`` or ``SCCACHE_SERVER_PORT``), whose counters are the
@@ -30,7 +36,6 @@ projects, and builds outside kiln, share it.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -69,6 +74,13 @@ _CACHES = frozenset({"ccache", "sccache"})
 _COMPILER_VARIABLES = (
     ("CC", "CMAKE_C_COMPILER_LAUNCHER", "cc"),
     ("CXX", "CMAKE_CXX_COMPILER_LAUNCHER", "c++"),
+)
+# What cargo runs in front of rustc: one path each, never split into words.
+_RUSTC_WRAPPER_VARIABLES = (
+    "RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
 )
 # Bounds for the short helper commands (version probes, sccache's server).
 _PROBE_TIMEOUT = 30.0
@@ -548,7 +560,9 @@ class Sccache(CompilerCache):
         # first, the cache (for the build environments' headers) after it. The
         # server reads this when it starts, and each must be an existing absolute
         # directory. Older versions ignore it and hit across locations only when
-        # the absolute paths are identical.
+        # the absolute paths are identical. Rust compiles ignore it too (0.16,
+        # mozilla/sccache#2652): the working directory and CARGO_MANIFEST_DIR go
+        # into the key as they are, and nothing kiln can set changes them.
         existing = [str(d) for d in base_dirs if d.is_dir()]
         if existing and "SCCACHE_BASEDIRS" not in base:
             environ["SCCACHE_BASEDIRS"] = os.pathsep.join(existing)
@@ -636,8 +650,10 @@ class Sccache(CompilerCache):
         """Start sccache's server with this build's settings.
 
         It gets kiln's own temporary directory, not this run's (which goes when
-        the run ends, possibly before the server), and a session of its own, so
-        that an interrupted kiln does not take it down before close().
+        the run ends, possibly before the server, and may be too long a path for
+        the socket the starting client makes there: see
+        :func:`start_users_sccache_server`), and a session of its own, so that an
+        interrupted kiln does not take it down before close().
         """
         server_environ = dict(environ)
         for name in ("TMPDIR", "TEMP", "TMP"):
@@ -824,6 +840,50 @@ def sccache_stats_difference(
     )
 
 
+def users_sccache(environ: Mapping[str, str]) -> str | None:
+    """The sccache that the user's own variables in ``environ`` run in front of a
+    compiler, as an absolute path, or None.
+
+    Looks at cargo's wrapper variables (``RUSTC_WRAPPER`` and the like), then the
+    first word of ``CC``/``CXX`` and CMake's compiler launchers.
+    """
+    candidates = [v.strip() for name in _RUSTC_WRAPPER_VARIABLES if (v := environ.get(name))]
+    for compiler, cmake_launcher, _ in _COMPILER_VARIABLES:
+        with contextlib.suppress(ValueError):
+            candidates.extend(shlex.split(environ.get(compiler, ""))[:1])
+        candidates.append(environ.get(cmake_launcher, "").split(";")[0].strip())
+    for word in candidates:
+        if word and _launcher_name(word, environ) == "sccache":
+            found = shutil.which(word, path=environ.get("PATH"))
+            if found is not None:
+                return os.path.abspath(found)  # noqa: PTH100
+    return None
+
+
+def start_users_sccache_server(environ: Mapping[str, str]) -> None:
+    """Start the server of the user's own sccache for a build, unless it runs.
+
+    ``environ`` is the build's environment. When its variables run sccache (see
+    :func:`users_sccache`) and no server answers where they point the client
+    (``SCCACHE_SERVER_UDS``, ``SCCACHE_SERVER_PORT``, or sccache's default port),
+    the first compile would start one itself, with the build's ``TMPDIR``, which
+    is kiln's: the sccache client puts the socket through which the new server
+    reports back in a fresh directory there, and fails with "path must be shorter
+    than SUN_LEN" when that path is long (sccache issues #1309, #2541); and the
+    server, which outlives the build, would keep that ``TMPDIR`` (emptied after
+    the run) and the build's ``PATH``. So kiln starts it first, as your shell
+    would, with the ``TMPDIR`` kiln itself was given. Failing to start it is not
+    an error here: the build's compiles then try, and report what goes wrong.
+    """
+    executable = users_sccache(environ)
+    if executable is None or _server_alive(environ):
+        return
+    try:
+        Sccache(executable)._start_server(environ)
+    except EnvironmentSetupError as error:
+        logger.info("%s (for the build's %s)", error, executable)
+
+
 # --- finding and choosing a cache ------------------------------------------
 
 
@@ -845,6 +905,8 @@ def find_sccache(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def _sccache_from_package() -> str | None:
+    import importlib.metadata  # only here: it takes longer to import than the rest
+
     try:
         distribution = importlib.metadata.distribution("sccache")
     except importlib.metadata.PackageNotFoundError:
@@ -1014,4 +1076,6 @@ __all__ = [
     "redact_url",
     "sccache_stats_difference",
     "select_compiler_cache",
+    "start_users_sccache_server",
+    "users_sccache",
 ]
