@@ -11,6 +11,7 @@ that the next hook must not see, and can fail, kill itself or hang in a chosen h
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import pytest
 
 import kiln
 from kiln.environments.current import CurrentEnvironment
-from kiln.errors import HookFailedError
+from kiln.errors import ConfigError, HookFailedError
 from kiln.hooks import Backend
 from kiln.hooks.runners import select_hook_runners
 from kiln.hooks.warm import WORKER_SCRIPT, WarmHookRunners, Worker
@@ -474,6 +475,81 @@ def test_importing_ahead_serves_hooks_from_the_notes(
     # A module that no longer imports is skipped, and the notes keep what they had.
     learned = json.loads(notes.read_text())["setuptools.build_meta"]
     assert learned[:2] == ["xml.dom.minidom", "no.such.module"]
+
+
+# --------------------------------------------------------------------------- head start
+
+STARTED_AHEAD = re.compile(
+    r"hook runner: warm \(worker (\d+), setuptools.build_meta, started ahead\)"
+)
+STOPPED_AHEAD = re.compile(r"stopping the worker started ahead \((\d+)\): not the one needed")
+
+
+def build_logging_warm(
+    source: Path, out: Path, cache: Path, caplog: pytest.LogCaptureFixture, **options: object
+) -> str:
+    """Build with the warm runner; what kiln.hooks.warm logged at DEBUG."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="kiln.hooks.warm"):
+        kiln.build(source, out, hook_runner="warm", cache_dir=cache, **options)  # type: ignore[arg-type]
+    return caplog.text
+
+
+def test_the_next_run_takes_the_worker_started_ahead(
+    probe_project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "first"))
+    first = build_logging_warm(probe_project, tmp_path / "out1", cache, caplog)
+    assert not STARTED_AHEAD.search(first)
+    [plan] = (cache / "projects-v1").glob("*.worker.json")
+    assert plan.stat().st_mode & 0o777 == 0o600, "the plan holds the hooks' variables"
+    assert json.loads(plan.read_text())["backend"] == "setuptools.build_meta"
+
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "second"))
+    # The variables differ from the first run's: the worker started ahead may not serve.
+    second = build_logging_warm(probe_project, tmp_path / "out2", cache, caplog)
+    [stopped] = STOPPED_AHEAD.findall(second)
+    assert not pid_alive(int(stopped))
+    assert not STARTED_AHEAD.search(second)
+    assert read_reports(tmp_path / "second")["build_sdist"]["ppid"] != int(stopped)
+
+    # The same variables as the run before: the hooks get the worker started ahead.
+    third = build_logging_warm(probe_project, tmp_path / "out3", cache, caplog)
+    [worker] = STARTED_AHEAD.findall(third)
+    reports = read_reports(tmp_path / "second")
+    assert {report["ppid"] for report in reports.values()} == {int(worker)}
+    assert not pid_alive(int(worker)), "the worker must exit when the build is over"
+    for hook, report in reports.items():
+        assert report["leaked_variable"] is None, hook
+
+
+def test_a_worker_started_ahead_serves_no_replaced_environment(
+    probe_project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    build_logging_warm(probe_project, tmp_path / "out1", cache, caplog)
+    # --refresh makes the environment again: the worker started ahead imported the old one.
+    second = build_logging_warm(probe_project, tmp_path / "out2", cache, caplog, refresh=True)
+    [stopped] = STOPPED_AHEAD.findall(second)
+    assert not pid_alive(int(stopped))
+    assert not STARTED_AHEAD.search(second)
+
+
+def test_a_worker_started_ahead_goes_when_the_run_fails_before_a_hook(
+    probe_project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    build_logging_warm(probe_project, tmp_path / "out1", cache, caplog)
+    pyproject = probe_project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"setuptools>=61"', '"setuptools>=>61"'))
+    with pytest.raises(ConfigError):
+        build_logging_warm(probe_project, tmp_path / "out2", cache, caplog)
+    [stopped] = STOPPED_AHEAD.findall(caplog.text)
+    assert not pid_alive(int(stopped))
 
 
 def test_a_relative_pythonpath_runs_plain(

@@ -150,7 +150,12 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
     compiler_cache, remote = _compiler_cache(request)
     env_dir, cache, workspace = _claim_places(request, source, outdir)
     session: Session | None = None
+    runners: HookRunners | None = None
     try:
+        runners = select_hook_runners(request.hook_runner)
+        if workspace.worker_plan is not None:
+            # As early as can be: it starts while kiln sets up the rest.
+            runners.head_start(workspace.worker_plan)
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)
@@ -177,7 +182,6 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
 
             start_users_sccache_server(environ)  # before the build's TMPDIR can start it
         provider = _provider(request, workspace, env_dir, project, result, environ)
-        runners = select_hook_runners(request.hook_runner)
         session = Session(request, workspace, project, result, provider, env_dir, runners)
         try:
             yield session
@@ -186,6 +190,8 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
             if compiler_cache is not None:
                 result.compiler_cache = _compiler_cache_report(compiler_cache, remote)
     except BaseException as error:
+        if session is None and runners is not None:
+            runners.close()  # failed before the build began: stop what started ahead
         if session is not None and session.environment_opened:
             _keep_failed(session, error, source)
         else:

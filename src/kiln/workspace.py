@@ -120,6 +120,14 @@ class Workspace:
         return self.place / name
 
     @property
+    def worker_plan(self) -> Path | None:
+        """Beside the stable place: the plan of the last run's first warm worker,
+        for a head start (None without a stable place)."""
+        if self.place == self.root:
+            return None
+        return self.place.with_name(f"{self.place.name}.worker.json")
+
+    @property
     def hook_record(self) -> Path:
         return self.root / HOOK_RECORD_NAME
 

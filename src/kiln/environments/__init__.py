@@ -44,6 +44,11 @@ class BuildEnvironment(Protocol):
         """Where the warm hook runner may keep notes on what hooks import, for
         later runs in this same environment; None: nowhere, it does not last."""
 
+    @property
+    def generation(self) -> str | None:
+        """Names this environment's contents as made: a run that sees the same value
+        sees the same files, never replaced in between. None: it does not last."""
+
 
 class EnvironmentProvider(Protocol):
     """Hands out a build environment for the duration of one build."""

@@ -250,8 +250,11 @@ class CachedEnvProvider:
             logger.info("Reusing build environment %s", path)
             log.section(f"reusing build environment at {path}")
         (path / LAST_USED_NAME).touch()
+        record = _read_record(path)
         environment = CachedEnvironment(path, self, key)
-        self._open[key.digest] = (environment, lock, str(_read_record(path).get("fingerprint", "")))
+        # Making (or replacing) an environment writes a new record with a new time.
+        environment.generation = f"{path}@{record.get('created')}"
+        self._open[key.digest] = (environment, lock, str(record.get("fingerprint", "")))
         return environment
 
     def _unfit(self, path: Path, key: EnvironmentKey) -> str | None:

@@ -21,6 +21,7 @@ class CurrentEnvironment:
 
     isolated = False
     warm_imports: Path | None = None
+    generation: str | None = None
 
     def __init__(self, base_environ: Mapping[str, str], *, check_requirements: bool = True):
         self.python = Path(sys.executable)

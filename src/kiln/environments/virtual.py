@@ -75,6 +75,7 @@ class VirtualEnvironment:
 
     isolated = True
     warm_imports: Path | None = None
+    generation: str | None = None
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Protocol
 
 from kiln.environments import BuildEnvironment
@@ -31,6 +32,10 @@ class HookRunners(Protocol):
     ) -> SubprocessRunner:
         """The runner for hooks of ``build_system``'s backend in ``environment``."""
 
+    def head_start(self, plan_path: Path) -> None:
+        """Start ahead what the last run kept a plan of at ``plan_path``, if that
+        applies to these runners; keep this run's plan there at close."""
+
     def close(self) -> None:
         """Stop everything the runners started (warm workers)."""
 
@@ -44,6 +49,9 @@ class PlainHookRunners:
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
     ) -> SubprocessRunner:
         return SubprocessHookRunner(environment.hook_environ(), log)
+
+    def head_start(self, plan_path: Path) -> None:
+        pass  # nothing to start ahead
 
     def close(self) -> None:
         pass

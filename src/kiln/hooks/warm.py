@@ -30,6 +30,14 @@ worker imports them once, up front. Should that import change anything a forked
 hook would inherit, the worker reports it cold; kiln then starts one without
 those imports and stops taking them ahead for that environment and backend.
 
+A worker takes a while to start (an interpreter, the backend, the imports
+ahead), and so does kiln's own setup before the first hook. So that the two
+overlap, kiln keeps, beside the project's place, the plan of the first worker
+the last run started (``head_start``): its interpreter, backend, variables and
+environment generation. The next run starts that worker as soon as it holds
+the place, and a hook takes it only if its own plan is the same in every part
+and the environment was not replaced since; otherwise it is killed unused.
+
 Workers never outlive kiln: they exit at the end of their input, which comes
 when kiln closes it or dies, and on Linux also when kiln's thread is gone.
 """
@@ -40,12 +48,12 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import select
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kiln.environments import BuildEnvironment
@@ -71,6 +79,51 @@ _READ_SIZE = 65536
 WorkerKey = tuple[str, str]  # (interpreter, build-backend)
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What a worker is started with; kept for the next run's head start."""
+
+    python: str
+    backend: str
+    environ: dict[str, str]
+    cwd: str
+    warm_imports: str | None
+    # The environment's generation: None where it does not last (no head start).
+    generation: str | None
+
+    def serves(self, wanted: WorkerPlan) -> bool:
+        """Whether a worker started by this plan may serve ``wanted``: the same in
+        every part but the directory (module-level code sees the first hook's,
+        whichever that was), in an environment that lasts."""
+        same = asdict(self) | {"cwd": None} == asdict(wanted) | {"cwd": None}
+        return same and self.generation is not None
+
+    def start(self) -> tuple[Worker | None, str]:
+        warm_imports = Path(self.warm_imports) if self.warm_imports else None
+        return Worker.start(self.python, self.backend, self.environ, self.cwd, warm_imports)
+
+    @classmethod
+    def read(cls, path: Path) -> WorkerPlan | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, path: Path) -> None:
+        """Keep the plan at ``path``: readable by the user alone (it holds variables)."""
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        try:
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                json.dump(asdict(self), stream)
+            partial.replace(path)
+        except OSError as error:
+            logger.debug("cannot keep the worker's plan in %s: %s", path, error)
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+
 class WarmHookRunners:
     """Hands out warm runners; owns one worker per interpreter and backend."""
 
@@ -82,6 +135,24 @@ class WarmHookRunners:
         self._cold: dict[WorkerKey, str] = {}
         # Where each environment keeps its notes on what hooks import, if it does.
         self._notes: dict[str, WarmImports] = {}
+        self._generations: dict[str, str | None] = {}
+        # The head start: where plans are kept, the last run's worker started early,
+        # and the plan of this run's first worker.
+        self._plan_path: Path | None = None
+        self._early: tuple[WorkerPlan, Worker] | None = None
+        self._first_plan: WorkerPlan | None = None
+
+    def head_start(self, plan_path: Path) -> None:
+        """Start the worker the last run kept a plan of at ``plan_path`` now, before
+        a hook asks for it; at close, keep the plan of this run's first worker there."""
+        self._plan_path = plan_path
+        plan = WorkerPlan.read(plan_path)
+        if plan is None or plan.generation is None or _plain_reason(plan.environ):
+            return
+        warm_imports = Path(plan.warm_imports) if plan.warm_imports else None
+        worker = Worker.spawn(plan.python, plan.backend, plan.environ, plan.cwd, warm_imports)
+        if isinstance(worker, Worker):
+            self._early = (plan, worker)
 
     def runner(
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
@@ -90,16 +161,20 @@ class WarmHookRunners:
         if build_system.backend_path:
             logger.debug("hook runner: plain (backend-path)")
             return SubprocessHookRunner(environ, log)
-        if environment.warm_imports is not None:
-            python = str(environment.python)
-            if python not in self._notes:
-                self._notes[python] = WarmImports(environment.warm_imports)
+        python = str(environment.python)
+        if environment.warm_imports is not None and python not in self._notes:
+            self._notes[python] = WarmImports(environment.warm_imports)
+        self._generations[python] = environment.generation
         return WarmHookRunner(self, build_system.build_backend, environ, log)
 
     def close(self) -> None:
+        self._kill_early()
         workers, self._workers = list(self._workers.items()), {}
         for key, worker in workers:
             self._retire(key, worker)
+        plan, path = self._first_plan, self._plan_path
+        if plan is not None and path is not None and WorkerPlan.read(path) != plan:
+            plan.write(path)
 
     def run(
         self,
@@ -142,10 +217,19 @@ class WarmHookRunners:
         python, backend = key
         notes = self._notes.get(python)
         warm_imports = notes.path if notes is not None and notes.usable(backend) else None
-        worker, reason = Worker.start(python, backend, environ, cwd, warm_imports)
+        plan = WorkerPlan(
+            python,
+            backend,
+            environ,
+            cwd,
+            str(warm_imports) if warm_imports else None,
+            self._generations.get(python),
+        )
+        worker, reason = self._start(plan)
         if worker is None and warm_imports is not None:
             # Perhaps what earlier hooks imported is to blame: try without it.
-            worker, _ = Worker.start(python, backend, environ, cwd)
+            plan = WorkerPlan(python, backend, environ, cwd, None, plan.generation)
+            worker, _ = self._start(plan)
             if worker is not None and notes is not None:
                 notes.refuse(backend, reason)
         if worker is None:
@@ -153,7 +237,35 @@ class WarmHookRunners:
             logger.debug("hook runner: plain (%s)", reason)
             return None
         self._workers[key] = worker
+        if self._first_plan is None and plan.generation is not None:
+            self._first_plan = plan
         return worker
+
+    def _start(self, plan: WorkerPlan) -> tuple[Worker | None, str]:
+        """A ready worker for ``plan``: the one started ahead if it serves, else a new one."""
+        if self._early is not None and self._early[0].serves(plan):
+            worker = self._early[1]
+            self._early = None
+            reason = worker.ready()
+            if reason is None:
+                logger.debug(
+                    "hook runner: warm (worker %d, %s, started ahead)",
+                    worker.process.pid,
+                    plan.backend,
+                )
+                return worker, ""
+        self._kill_early()
+        return plan.start()
+
+    def _kill_early(self) -> None:
+        if self._early is not None:
+            worker = self._early[1]
+            self._early = None
+            logger.debug(
+                "hook runner: stopping the worker started ahead (%d): not the one needed",
+                worker.process.pid,
+            )
+            worker.kill()
 
     def _retire(self, key: WorkerKey, worker: Worker) -> None:
         """Stop a worker that may not serve, keeping what its hooks imported."""
@@ -230,10 +342,34 @@ class Worker:
         ``warm_imports``: the notes file whose modules for ``backend`` the worker
         imports ahead of the hooks.
         """
-        if not WORKER_SCRIPT.is_file():
-            return None, f"no worker script at {WORKER_SCRIPT}"
-        token = secrets.token_hex(8)
         started = time.monotonic()
+        worker = cls.spawn(python, backend, environ, cwd, warm_imports)
+        if not isinstance(worker, Worker):
+            return None, worker
+        reason = worker.ready()
+        if reason is not None:
+            return None, reason
+        logger.debug(
+            "hook runner: warm (worker %d, %s, ready in %.0f ms)",
+            worker.process.pid,
+            backend,
+            (time.monotonic() - started) * 1000,
+        )
+        return worker, ""
+
+    @classmethod
+    def spawn(
+        cls,
+        python: str,
+        backend: str,
+        environ: dict[str, str],
+        cwd: str,
+        warm_imports: Path | None = None,
+    ) -> Worker | str:
+        """Start a worker without waiting for it (see :meth:`ready`); or why it did not start."""
+        if not WORKER_SCRIPT.is_file():
+            return f"no worker script at {WORKER_SCRIPT}"
+        token = os.urandom(8).hex()
         extra = [str(warm_imports)] if warm_imports is not None else []
         try:
             process = subprocess.Popen(
@@ -247,23 +383,19 @@ class Worker:
                 bufsize=0,
             )
         except OSError as error:
-            return None, f"the worker did not start: {error}"
-        worker = cls(process, token, environ)
+            return f"the worker did not start: {error}"
+        return cls(process, token, environ)
+
+    def ready(self) -> str | None:
+        """Wait until the worker is ready; why it cannot serve (it is stopped then), if so."""
         try:
-            reason = worker._handshake()
+            reason = self._handshake()
         except BaseException:
-            worker.kill()
+            self.kill()
             raise
         if reason is not None:
-            worker.stop()
-            return None, reason
-        logger.debug(
-            "hook runner: warm (worker %d, %s, ready in %.0f ms)",
-            process.pid,
-            backend,
-            (time.monotonic() - started) * 1000,
-        )
-        return worker, ""
+            self.stop()
+        return reason
 
     def _handshake(self) -> str | None:
         """Wait for the worker's first status line; why it cannot serve, if it cannot."""
