@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kiln.errors import UsageError
+from kiln.jsonfiles import write_json
 
 
 @dataclass(frozen=True)
@@ -112,12 +111,8 @@ class BuildResult:
 
 def write_report(result: BuildResult, path: Path) -> None:
     """Write ``result.report()`` to ``path`` atomically."""
-    partial = path.with_name(f".{path.name}.kiln-partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
-        partial.replace(path)
+        write_json(path, result.report(), indent=2)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write report {path}: {error.strerror or error}") from error

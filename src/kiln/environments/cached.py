@@ -31,6 +31,7 @@ from pathlib import Path
 from kiln.environments import BuildEnvironment
 from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, interpreter_path
 from kiln.installers import Installer
+from kiln.jsonfiles import read_json_object, write_json
 from kiln.locks import FileLock
 from kiln.process import BuildLog
 
@@ -305,9 +306,7 @@ class CachedEnvProvider:
             "created": time.time(),
             "fingerprint": fingerprint(path),
         }
-        partial = path / f"{RECORD_NAME}.partial"
-        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        partial.replace(path / RECORD_NAME)  # last, atomically: now it is complete
+        write_json(path / RECORD_NAME, record, indent=2)  # last: now it is complete
 
     def _close_all(self, log: BuildLog) -> None:
         for environment, lock, recorded in self._open.values():
@@ -328,18 +327,12 @@ def _mark_unfit(path: Path, reason: str) -> None:
     if not record:
         return
     record["unfit"] = reason
-    partial = path / f"{RECORD_NAME}.partial"
     with contextlib.suppress(OSError):
-        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        partial.replace(path / RECORD_NAME)
+        write_json(path / RECORD_NAME, record, indent=2)
 
 
 def _read_record(path: Path) -> dict[str, object]:
-    try:
-        record: dict[str, object] = json.loads((path / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record
+    return read_json_object(path / RECORD_NAME)
 
 
 # Environments unused this long are pruned; beyond this many, the least recently used go.

@@ -58,6 +58,7 @@ from pathlib import Path
 
 from kiln.environments import BuildEnvironment
 from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
+from kiln.jsonfiles import read_json_object, write_json
 from kiln.process import (
     BuildLog,
     OutputSink,
@@ -105,23 +106,16 @@ class WorkerPlan:
     @classmethod
     def read(cls, path: Path) -> WorkerPlan | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
-            return None
+            return cls(**read_json_object(path)) if path.exists() else None
+        except TypeError:
+            return None  # another version's plan
 
     def write(self, path: Path) -> None:
         """Keep the plan at ``path``: readable by the user alone (it holds variables)."""
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
-            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                json.dump(asdict(self), stream)
-            partial.replace(path)
+            write_json(path, asdict(self), private=True)
         except OSError as error:
             logger.debug("cannot keep the worker's plan in %s: %s", path, error)
-            with contextlib.suppress(OSError):
-                partial.unlink()
 
 
 class WarmHookRunners:
@@ -557,24 +551,16 @@ class WarmImports:
 
     def _read(self) -> dict[str, object]:
         if self._data is None:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            self._data = data if isinstance(data, dict) else {}
+            self._data = read_json_object(self.path)
         return self._data
 
     def _write(self, backend: str, value: object) -> None:
         self._data = None  # merge with what other runs wrote meanwhile
         data = {**self._read(), backend: value}
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
         try:
-            partial.write_text(json.dumps(data), encoding="utf-8")
-            partial.replace(self.path)
+            write_json(self.path, data)
         except OSError as error:
             logger.debug("cannot keep notes on warm imports in %s: %s", self.path, error)
-            with contextlib.suppress(OSError):
-                partial.unlink()
         self._data = data
 
 

@@ -1,0 +1,42 @@
+"""The small JSON files kiln keeps: read leniently, replaced whole and atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(
+    path: Path, data: object, *, indent: int | None = None, private: bool = False
+) -> None:
+    """Replace ``path`` with ``data`` in one rename, so that a reader sees the old
+    content or the new, never half of it. ``private``: readable by the owner alone.
+
+    Raises OSError, after removing the partial file.
+    """
+    # Named after the file and this process: concurrent writers never share one.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    text = json.dumps(data, indent=indent) + ("\n" if indent is not None else "")
+    try:
+        descriptor = os.open(
+            partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666
+        )
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        partial.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
