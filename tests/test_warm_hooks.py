@@ -411,7 +411,10 @@ def test_what_hooks_import_is_imported_ahead_next_time(
         kiln.build(probe_project, tmp_path / run / "out", hook_runner="warm", cache_dir=cache)
         runs.append(read_reports(tmp_path / run))
     first, second = runs
-    assert not first["get_requires_for_build_sdist"]["ahead"]["xml.dom.minidom"]
+    assert first["get_requires_for_build_sdist"]["ahead"] == {
+        "xml.dom.minidom": False,
+        "kiln_warm_probe_helper": False,
+    }
     for hook, report in second.items():
         ahead = report["ahead"]
         assert isinstance(ahead, dict)
