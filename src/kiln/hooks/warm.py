@@ -100,8 +100,16 @@ class WorkerPlan:
         return same and self.generation is not None
 
     def start(self) -> tuple[Worker | None, str]:
+        """A ready worker, or None and why the hooks must run plain."""
+        return Worker.start(*self._arguments())
+
+    def spawn(self) -> Worker | str:
+        """A worker, not waited for; or why it did not start."""
+        return Worker.spawn(*self._arguments())
+
+    def _arguments(self) -> tuple[str, str, dict[str, str], str, Path | None]:
         warm_imports = Path(self.warm_imports) if self.warm_imports else None
-        return Worker.start(self.python, self.backend, self.environ, self.cwd, warm_imports)
+        return self.python, self.backend, self.environ, self.cwd, warm_imports
 
     @classmethod
     def read(cls, path: Path) -> WorkerPlan | None:
@@ -143,8 +151,7 @@ class WarmHookRunners:
         plan = WorkerPlan.read(plan_path)
         if plan is None or plan.generation is None or _plain_reason(plan.environ):
             return
-        warm_imports = Path(plan.warm_imports) if plan.warm_imports else None
-        worker = Worker.spawn(plan.python, plan.backend, plan.environ, plan.cwd, warm_imports)
+        worker = plan.spawn()
         if isinstance(worker, Worker):
             self._early = (plan, worker)
 
