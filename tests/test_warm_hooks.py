@@ -448,36 +448,41 @@ def test_importing_ahead_is_given_up_when_it_would_change_every_hook(
     extra.mkdir()
     (extra / "kiln_side_effect.py").write_text(SIDE_EFFECTS[side_effect])
     monkeypatch.setenv("PYTHONPATH", str(extra))
-    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
-    notes = tmp_path / "kiln-warm-imports.json"
-    notes.write_text(json.dumps({"setuptools.build_meta": ["xml.dom.minidom", "kiln_side_effect"]}))
-    runners = WarmHookRunners()
-    try:
-        kiln_interpreter_backend(probe_project, tmp_path, runners, notes).get_requires("sdist", {})
-    finally:
-        runners.close()
-    [report] = read_reports(tmp_path / "probe", HOOKS[:1]).values()
+    report, learned = first_hook_with_notes(
+        probe_project, tmp_path, monkeypatch, ["xml.dom.minidom", "kiln_side_effect"]
+    )
     assert report["ppid"] != os.getpid(), "the hook should still run warm"
     assert report["ahead"] == {"xml.dom.minidom": False, "kiln_warm_probe_helper": False}
-    assert json.loads(notes.read_text())["setuptools.build_meta"] is False
+    assert learned is False
 
 
 def test_importing_ahead_serves_hooks_from_the_notes(
     probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    report, learned = first_hook_with_notes(
+        probe_project, tmp_path, monkeypatch, ["xml.dom.minidom", "no.such.module"]
+    )
+    assert report["ahead"] == {"xml.dom.minidom": True, "kiln_warm_probe_helper": False}
+    # A module that no longer imports is skipped, and the notes keep what they had.
+    assert isinstance(learned, list)
+    assert learned[:2] == ["xml.dom.minidom", "no.such.module"]
+
+
+def first_hook_with_notes(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modules: list[str]
+) -> tuple[dict[str, object], object]:
+    """Run the probe's first hook warm, with notes listing ``modules`` for its backend;
+    what the hook reported, and what the notes hold for the backend afterwards."""
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
     notes = tmp_path / "kiln-warm-imports.json"
-    notes.write_text(json.dumps({"setuptools.build_meta": ["xml.dom.minidom", "no.such.module"]}))
+    notes.write_text(json.dumps({"setuptools.build_meta": modules}))
     runners = WarmHookRunners()
     try:
         kiln_interpreter_backend(probe_project, tmp_path, runners, notes).get_requires("sdist", {})
     finally:
         runners.close()
     [report] = read_reports(tmp_path / "probe", HOOKS[:1]).values()
-    assert report["ahead"] == {"xml.dom.minidom": True, "kiln_warm_probe_helper": False}
-    # A module that no longer imports is skipped, and the notes keep what they had.
-    learned = json.loads(notes.read_text())["setuptools.build_meta"]
-    assert learned[:2] == ["xml.dom.minidom", "no.such.module"]
+    return report, json.loads(notes.read_text())["setuptools.build_meta"]
 
 
 # --------------------------------------------------------------------------- head start
