@@ -29,7 +29,7 @@ from kiln.environments.current import CurrentEnvironment
 from kiln.errors import ConfigError, HookFailedError
 from kiln.hooks import Backend
 from kiln.hooks.runners import select_hook_runners
-from kiln.hooks.warm import WORKER_SCRIPT, WarmHookRunners, Worker
+from kiln.hooks.warm import WORKER_SCRIPT, WarmHookRunners, WorkerPlan
 from kiln.process import BuildLog, run_logged
 from kiln.project import Project
 from tests.conftest import ProjectFactory
@@ -273,7 +273,8 @@ def test_a_hook_process_ends_as_a_fresh_interpreter_would(tmp_path: Path) -> Non
     environ = dict(os.environ, _PYPROJECT_HOOKS_BUILD_BACKEND="json")
     environ.pop("PYTHONUNBUFFERED", None)  # buffered output is the interesting case
     log = BuildLog(tmp_path / "build.log")
-    worker, reason = Worker.start(sys.executable, "json", environ, str(tmp_path))
+    plan = WorkerPlan(sys.executable, "json", environ, str(tmp_path), None, None)
+    worker, reason = plan.start()
     assert worker is not None, reason
     try:
         for name, code in ENDINGS.items():

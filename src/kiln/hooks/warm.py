@@ -101,15 +101,20 @@ class WorkerPlan:
 
     def start(self) -> tuple[Worker | None, str]:
         """A ready worker, or None and why the hooks must run plain."""
-        return Worker.start(*self._arguments())
-
-    def spawn(self) -> Worker | str:
-        """A worker, not waited for; or why it did not start."""
-        return Worker.spawn(*self._arguments())
-
-    def _arguments(self) -> tuple[str, str, dict[str, str], str, Path | None]:
-        warm_imports = Path(self.warm_imports) if self.warm_imports else None
-        return self.python, self.backend, self.environ, self.cwd, warm_imports
+        started = time.monotonic()
+        worker = Worker.spawn(self)
+        if not isinstance(worker, Worker):
+            return None, worker
+        reason = worker.ready()
+        if reason is not None:
+            return None, reason
+        logger.debug(
+            "hook runner: warm (worker %d, %s, ready in %.0f ms)",
+            worker.process.pid,
+            self.backend,
+            (time.monotonic() - started) * 1000,
+        )
+        return worker, ""
 
     @classmethod
     def read(cls, path: Path) -> WorkerPlan | None:
@@ -151,7 +156,7 @@ class WarmHookRunners:
         plan = WorkerPlan.read(plan_path)
         if plan is None or plan.generation is None or _plain_reason(plan.environ):
             return
-        worker = plan.spawn()
+        worker = Worker.spawn(plan)
         if isinstance(worker, Worker):
             self._early = (plan, worker)
 
@@ -330,53 +335,19 @@ class Worker:
         self.imported: dict[str, None] = {}
 
     @classmethod
-    def start(
-        cls,
-        python: str,
-        backend: str,
-        environ: dict[str, str],
-        cwd: str,
-        warm_imports: Path | None = None,
-    ) -> tuple[Worker | None, str]:
-        """A ready worker, or None and why the hooks must run plain.
-
-        ``warm_imports``: the notes file whose modules for ``backend`` the worker
-        imports ahead of the hooks.
-        """
-        started = time.monotonic()
-        worker = cls.spawn(python, backend, environ, cwd, warm_imports)
-        if not isinstance(worker, Worker):
-            return None, worker
-        reason = worker.ready()
-        if reason is not None:
-            return None, reason
-        logger.debug(
-            "hook runner: warm (worker %d, %s, ready in %.0f ms)",
-            worker.process.pid,
-            backend,
-            (time.monotonic() - started) * 1000,
-        )
-        return worker, ""
-
-    @classmethod
-    def spawn(
-        cls,
-        python: str,
-        backend: str,
-        environ: dict[str, str],
-        cwd: str,
-        warm_imports: Path | None = None,
-    ) -> Worker | str:
-        """Start a worker without waiting for it (see :meth:`ready`); or why it did not start."""
+    def spawn(cls, plan: WorkerPlan) -> Worker | str:
+        """Start a worker by ``plan`` without waiting for it (see :meth:`ready`); or
+        why it did not start. With ``plan.warm_imports``, the worker imports that
+        file's modules for the backend ahead of the hooks."""
         if not WORKER_SCRIPT.is_file():
             return f"no worker script at {WORKER_SCRIPT}"
         token = os.urandom(8).hex()
-        extra = [str(warm_imports)] if warm_imports is not None else []
+        extra = [plan.warm_imports] if plan.warm_imports else []
         try:
             process = subprocess.Popen(
-                [python, str(WORKER_SCRIPT), token, str(os.getpid()), backend, *extra],
-                cwd=cwd,
-                env=environ,
+                [plan.python, str(WORKER_SCRIPT), token, str(os.getpid()), plan.backend, *extra],
+                cwd=plan.cwd,
+                env=plan.environ,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -385,7 +356,7 @@ class Worker:
             )
         except OSError as error:
             return f"the worker did not start: {error}"
-        return cls(process, token, environ)
+        return cls(process, token, plan.environ)
 
     def ready(self) -> str | None:
         """Wait until the worker is ready; why it cannot serve (it is stopped then), if so."""
