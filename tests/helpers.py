@@ -59,15 +59,16 @@ def pid_alive(pid: int, seconds: float = 5.0) -> bool:
     A killed child of a dead parent may linger as a zombie until reaped; that counts as gone.
     """
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         if _is_zombie(pid):
             return False
+        if time.monotonic() >= deadline:
+            return True
         time.sleep(0.1)
-    return True
 
 
 def _is_zombie(pid: int) -> bool:

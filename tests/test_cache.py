@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kiln.cache import Cache, resolve_cache_dir
+from kiln.cache import Cache
+from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
 from tests.conftest import ProjectFactory
 from tests.helpers import run_kiln

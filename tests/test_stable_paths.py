@@ -147,7 +147,7 @@ def test_other_backends_are_left_alone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["..", ".", "...tar.gz"])
 def test_dot_names_never_become_the_cache_itself(tmp_path: Path, name: str) -> None:
-    from kiln.workspace import project_label
+    from kiln.layout import project_label
 
     label = project_label(name.removesuffix(".tar.gz"))
     assert label not in ("", ".", "..") and not label.startswith(".")

@@ -21,15 +21,17 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 import kiln
 from kiln.environments.current import CurrentEnvironment
 from kiln.errors import ConfigError, HookFailedError
+from kiln.headstart import WORKER_SCRIPT
 from kiln.hooks import Backend
 from kiln.hooks.runners import select_hook_runners
-from kiln.hooks.warm import WORKER_SCRIPT, WarmHookRunners, WorkerPlan
+from kiln.hooks.warm import WarmHookRunners, WorkerPlan
 from kiln.process import BuildLog, run_logged
 from kiln.project import Project
 from tests.conftest import ProjectFactory
@@ -514,9 +516,10 @@ def test_the_next_run_takes_the_worker_started_ahead(
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "first"))
     first = build_logging_warm(probe_project, tmp_path / "out1", cache, caplog)
     assert not STARTED_AHEAD.search(first)
-    [plan] = (cache / "projects-v1").glob("*.worker.json")
-    assert plan.stat().st_mode & 0o777 == 0o600, "the plan holds the hooks' variables"
-    assert json.loads(plan.read_text())["backend"] == "setuptools.build_meta"
+    [plans] = (cache / "projects-v1").glob("*.worker.json")
+    assert plans.stat().st_mode & 0o777 == 0o600, "the plan holds the hooks' variables"
+    [(source, plan)] = json.loads(plans.read_text()).items()
+    assert (source, plan["backend"]) == (str(probe_project), "setuptools.build_meta")
 
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "second"))
     # The variables differ from the first run's: the worker started ahead may not serve.
@@ -561,6 +564,99 @@ def test_a_worker_started_ahead_goes_when_the_run_fails_before_a_hook(
     assert not pid_alive(int(stopped))
 
 
+# Records the modules loaded when the command line launches its first worker, and
+# that worker's pid, then runs the console script as installed.
+LAUNCH_RECORDER = """\
+import atexit, json, sys
+import kiln.headstart as headstart
+
+record = sys.argv.pop(1)
+launched = []
+real_launch = headstart.launch
+
+def launch(*args):
+    result = real_launch(*args)
+    pid = getattr(getattr(result, "process", None), "pid", None)
+    launched.append({"pid": pid, "modules": sorted(sys.modules)})
+    return result
+
+headstart.launch = launch
+atexit.register(lambda: open(record, "w").write(json.dumps(launched)))
+from kiln.__main__ import console
+console()
+"""
+
+
+def run_recording_launches(
+    tmp_path: Path, record: Path, *args: str | Path
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+    """The real CLI, with a record of the workers it launched."""
+    recorder = tmp_path / "launch_recorder.py"
+    recorder.write_text(LAUNCH_RECORDER)
+    result = subprocess.run(
+        [sys.executable, str(recorder), str(record), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, json.loads(record.read_text())
+
+
+def test_the_command_line_starts_the_worker_before_importing_the_rest_of_kiln(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
+    options = ("--cache-dir", tmp_path / "cache", "--hook-runner", "warm", "-vv")
+    first = run_kiln(probe_project, "-o", tmp_path / "out1", *options)
+    assert first.returncode == 0, first.stderr
+
+    second, launched = run_recording_launches(
+        tmp_path, tmp_path / "launched.json", probe_project, "-o", tmp_path / "out2", *options
+    )
+    assert second.returncode == 0, second.stderr
+    [worker] = STARTED_AHEAD.findall(second.stderr)
+    ahead = launched[0]
+    assert ahead["pid"] == int(worker), "the first worker launched is the one started ahead"
+    # Started before the heavy parts of kiln were imported: they load while it starts.
+    modules = set(cast(list[str], ahead["modules"]))
+    assert not modules & {"kiln.builder", "kiln.hooks", "kiln.environments", "logging"}
+    assert {r["ppid"] for r in read_reports(tmp_path / "probe").values()} == {int(worker)}
+    assert not pid_alive(int(worker)), "the worker must exit when the build is over"
+
+
+def test_the_command_line_stops_a_worker_started_ahead_that_no_build_takes(
+    probe_project: Path, tmp_path: Path
+) -> None:
+    options = ("--cache-dir", tmp_path / "cache", "--hook-runner", "warm")
+    first = run_kiln(probe_project, "-o", tmp_path / "out1", *options)
+    assert first.returncode == 0, first.stderr
+    report_dir = tmp_path / "a-directory"
+    report_dir.mkdir()
+    # A usage error found after the worker was started ahead: no build takes it.
+    second, launched = run_recording_launches(
+        tmp_path, tmp_path / "launched.json", probe_project, "--report", report_dir, *options
+    )
+    assert second.returncode == 2, second.stderr
+    assert "is a directory" in second.stderr
+    [ahead] = launched
+    # Gone by the time kiln is: killed, not left to notice that its input closed.
+    assert not pid_alive(cast(int, ahead["pid"]), seconds=0)
+
+
+def test_projects_that_share_a_directory_name_keep_their_own_plans(
+    probe_project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    # Another project in a directory of the same name, with another backend.
+    namesake = tmp_path / "elsewhere" / probe_project.name
+    shutil.copytree(FIXTURES / "flit_project", namesake)
+    build_logging_warm(probe_project, tmp_path / "out1", cache, caplog)
+    build_logging_warm(namesake, tmp_path / "out2", cache, caplog)
+    third = build_logging_warm(probe_project, tmp_path / "out3", cache, caplog)
+    assert STARTED_AHEAD.search(third), "the namesake's build replaced this project's plan"
+    assert not STOPPED_AHEAD.search(third)
+
+
 def test_a_relative_pythonpath_runs_plain(
     probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -588,7 +684,7 @@ def test_without_pidfd_the_worker_polls_for_its_children(
         "    del os.pidfd_open\n"
         f"runpy.run_path({str(WORKER_SCRIPT)!r}, run_name='__main__')\n"
     )
-    monkeypatch.setattr("kiln.hooks.warm.WORKER_SCRIPT", wrapper)
+    monkeypatch.setattr("kiln.headstart.WORKER_SCRIPT", wrapper)
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
     runners = WarmHookRunners()
     try:

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from kiln import __version__
 from kiln.backends import with_stable_build_dir
-from kiln.cache import Cache, resolve_cache_dir
+from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
 from kiln.errors import KilnError, UsageError
+from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
+from kiln.layout import resolve_cache_dir
 from kiln.output import check_artifact, check_env_dir_left_out, prepare_outdir, publish, staging_dir
 from kiln.project import Project, SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
@@ -67,13 +69,14 @@ def plan_distributions(request: BuildRequest, source: SourceInput) -> Plan:
     return Plan(ordered, wheel_from_sdist=False)
 
 
-def build(request: BuildRequest) -> BuildResult:
-    """Build the distributions ``request`` asks for; see :class:`BuildRequest`."""
+def build(request: BuildRequest, *, head_start: HeadStart | None = None) -> BuildResult:
+    """Build the distributions ``request`` asks for; see :class:`BuildRequest`.
+    ``head_start``: a warm worker started ahead (see :mod:`kiln.headstart`)."""
     started = time.monotonic()
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
     outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
-    with _session(request, source, outdir) as session:
+    with _session(request, source, outdir, head_start) as session:
         result = session.result
         result.outdir = prepare_outdir(outdir)
         with session.open_environment() as environment:
@@ -90,13 +93,13 @@ def build(request: BuildRequest) -> BuildResult:
     return result
 
 
-def prepare_metadata(request: BuildRequest) -> BuildResult:
+def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = None) -> BuildResult:
     """Compute the wheel's core metadata without building; ``result.metadata`` holds it."""
     from packaging.metadata import parse_email
 
     started = time.monotonic()
     source = SourceInput.resolve(request.source)
-    with _session(request, source, None) as session:
+    with _session(request, source, None, head_start) as session:
         with session.open_environment() as environment:
             backend, _ = _prepare_backend(session.project, environment, WHEEL, session)
             metadata_dir = session.workspace.stable_dir("metadata")
@@ -138,7 +141,9 @@ class Session:
 
 
 @contextlib.contextmanager
-def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) -> Iterator[Session]:
+def _session(
+    request: BuildRequest, source: SourceInput, outdir: Path | None, head_start: HeadStart | None
+) -> Iterator[Session]:
     """Claim the places this run works in, load the project, and settle up afterwards.
 
     On success the run directory goes (and a user's env dir is emptied); after a
@@ -153,9 +158,9 @@ def _session(request: BuildRequest, source: SourceInput, outdir: Path | None) ->
     runners: HookRunners | None = None
     try:
         runners = select_hook_runners(request.hook_runner)
-        if workspace.worker_plan is not None:
+        if workspace.worker_plans is not None:
             # As early as can be: it starts while kiln sets up the rest.
-            runners.head_start(workspace.worker_plan)
+            runners.head_start(workspace.worker_plans, source.path, head_start)
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import UsageError
-
-CACHE_DIR_ENV = "KILN_CACHE_DIR"
+from kiln.layout import CACHE_DIR_ENV, LOGS, PROJECTS, RUNS, resolve_cache_dir
 
 # Written into CACHEDIR.TAG; backup tools skip directories holding it
 # (https://bford.info/cachedir/).
@@ -27,11 +25,6 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by kiln.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-
-RUNS = "runs-v1"
-# Stable per-project working directories (see kiln.workspace): same path every build.
-PROJECTS = "projects-v1"
-LOGS = "logs-v1"
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
 KEPT_LOGS = 50
@@ -44,28 +37,6 @@ STALE_RUN_AGE = 24 * 3600
 # Names from the run directory layout (see kiln.workspace), needed here to prune.
 _RUN_LOCK = ".lock"
 _RUN_FAILED = "failed.json"
-
-
-def default_cache_dir() -> Path:
-    """The platform's per-user cache directory for kiln."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "kiln" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "kiln"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base_dir = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base_dir / "kiln"
-
-
-def resolve_cache_dir(explicit: Path | None = None) -> Path:
-    """``explicit`` (from --cache-dir), else $KILN_CACHE_DIR, else the platform default."""
-    if explicit is not None:
-        return Path(explicit).expanduser().absolute()
-    from_env = os.environ.get(CACHE_DIR_ENV)
-    if from_env:
-        return Path(from_env).expanduser().absolute()
-    return default_cache_dir()
 
 
 @dataclass(frozen=True)

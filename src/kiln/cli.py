@@ -1,27 +1,30 @@
 """The command line: arguments in, a BuildRequest out; a BuildResult in, text out.
 
-This is the only module that prints. Progress and backend output go to
-stderr; what a script may want to capture (the success line, ``--metadata``
-JSON) goes to stdout.
+With :mod:`kiln.terminal` and :mod:`kiln.subcommands`, the only code that
+prints. Progress and backend output go to stderr; what a script may want to
+capture (the success line, ``--metadata`` JSON) goes to stdout.
+
+Only what reading the arguments needs is imported up front: right after that,
+the warm worker of this project's last build starts (:mod:`kiln.headstart`),
+and the rest of kiln is imported while it does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
-from kiln.environments.envdir import ENV_DIR_ENV, RUN_DIR_NAME
-from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, BackendError, KilnError, UsageError
-from kiln.hooks.runners import HOOK_RUNNER_CHOICES
-from kiln.installers import INSTALLER_CHOICES
-from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest, absolute_paths, parse_config_settings
-from kiln.result import BuildResult, write_report
-from kiln.subcommands import SUBCOMMANDS, path_from_environment
+from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, KilnError, UsageError
+from kiln.layout import ENV_DIR_ENV, HOOK_RUNNER_CHOICES, INSTALLER_CHOICES, path_from_environment
+from kiln.subcommands import SUBCOMMANDS
+
+TYPE_CHECKING = False  # spares importing typing
+if TYPE_CHECKING:
+    from kiln.headstart import HeadStart
+    from kiln.request import BuildRequest
 
 DESCRIPTION = """\
 Build a Python project into an sdist and wheels, in an isolated environment.
@@ -194,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def request_from_args(args: argparse.Namespace) -> BuildRequest:
+    import logging
+
+    from kiln.request import (
+        EDITABLE,
+        SDIST,
+        WHEEL,
+        BuildRequest,
+        absolute_paths,
+        parse_config_settings,
+    )
+
     chosen = [
         d
         for d, flag in ((SDIST, args.sdist), (WHEEL, args.wheel), (EDITABLE, args.editable))
@@ -231,110 +245,63 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
 def run(argv: Sequence[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         from kiln import subcommands
+        from kiln.terminal import print_error
 
         try:
             return subcommands.run(argv)
         except KilnError as error:
-            _print_error(error, 0)
+            print_error(error, 0)
             return error.exit_code
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    head_start = _head_start(args)
+    try:
+        return _build(args, head_start)
+    finally:
+        if head_start is not None:
+            head_start.discard()  # unless a hook runner took it
+
+
+def _head_start(args: argparse.Namespace) -> HeadStart | None:
+    """Start the last build's warm worker, where this build may use one: a cached
+    environment (not --no-isolation, --env-dir or --fresh-env) and warm hooks."""
+    if args.no_isolation or args.env_dir is not None or args.fresh_env:
+        return None
+    from kiln.headstart import start_for_build
+
+    return start_for_build(Path(args.srcdir), args.cache_dir, args.hook_runner)
+
+
+def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:
+    from kiln.terminal import configure_logging, print_error, print_kept_build, success_line
+
     verbosity = args.verbose - args.quiet
-    _configure_logging(verbosity)
+    configure_logging(verbosity)
     try:
         request = request_from_args(args)
         if args.metadata:
+            import json
+
             from kiln.builder import prepare_metadata
 
-            result = prepare_metadata(request)
+            result = prepare_metadata(request, head_start=head_start)
             print(json.dumps(result.metadata, indent=2, sort_keys=True))
         else:
             from kiln.builder import build
 
-            result = build(request)
+            result = build(request, head_start=head_start)
             if verbosity > -2:
-                print(_success_line(result))
+                print(success_line(result))
         if args.report:
+            from kiln.result import write_report
+
             write_report(result, args.report)
     except KilnError as error:
-        _print_error(error, verbosity)
+        print_error(error, verbosity)
         return error.exit_code
     except KeyboardInterrupt as interrupt:
         print("\nkiln: interrupted", file=sys.stderr)
-        _print_kept_build(interrupt)
+        print_kept_build(interrupt)
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def _success_line(result: BuildResult) -> str:
-    names = [artifact.name for artifact in result.artifacts]
-    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-    return f"Successfully built {listed} in {result.outdir}"
-
-
-def _print_error(error: KilnError, verbosity: int) -> None:
-    lines = [f"kiln: error: {error}"]
-    # With -v the output was streamed already; repeating it helps no one.
-    if isinstance(error, BackendError) and error.output_tail and verbosity < 1:
-        lines.append(f"  last {len(error.output_tail)} lines of the backend's output:")
-        lines += [f"  | {line}" for line in error.output_tail]
-    if error.log_path is not None:
-        lines.append(f"  full log: {error.log_path}")
-    print("\n".join(lines), file=sys.stderr)
-    _print_kept_build(error)
-
-
-def _print_kept_build(error: BaseException) -> None:
-    kept = getattr(error, "kiln_kept_build", None)
-    if kept is None:
-        return
-    env_dir = kept.run_dir.parent if kept.run_dir.name == RUN_DIR_NAME else None
-    command = f"kiln debug --env-dir {env_dir}" if env_dir else "kiln debug"
-    lines = []
-    if not isinstance(error, KilnError):  # an interrupt: no error message named the log
-        lines.append(f"  full log: {kept.log}")
-    if kept.environment is not None:
-        lines.append(f"  the build environment is kept at {kept.environment}")
-    else:
-        lines.append(f"  the failed build's files are kept at {kept.run_dir}")
-    lines.append(f"  open it where the build failed: {command}")
-    print("\n".join(lines), file=sys.stderr)
-
-
-class _ProgressFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno >= logging.ERROR:
-            return f"kiln: error: {message}"
-        if record.levelno >= logging.WARNING:
-            return f"kiln: warning: {message}"
-        if record.levelno >= logging.INFO:
-            return f"* {message}"
-        return f"  [{record.name}] {message}"
-
-
-def _configure_logging(verbosity: int) -> None:
-    """Route the library's logging to stderr at a level set by -v/-q."""
-    progress = logging.StreamHandler(sys.stderr)
-    progress.setFormatter(_ProgressFormatter())
-    kiln_logger = logging.getLogger("kiln")
-    kiln_logger.handlers[:] = [progress]
-    kiln_logger.propagate = False
-    kiln_logger.setLevel(
-        logging.DEBUG
-        if verbosity >= 2
-        else logging.INFO
-        if verbosity >= 0
-        else logging.WARNING
-        if verbosity == -1
-        else logging.ERROR
-    )
-    # Backend and installer output, verbatim, only when asked for.
-    raw = logging.StreamHandler(sys.stderr)
-    raw.setFormatter(logging.Formatter("%(message)s"))
-    output_logger = logging.getLogger("kiln.output")
-    output_logger.handlers[:] = [raw]
-    output_logger.propagate = False
-    output_logger.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)

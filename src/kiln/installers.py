@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.errors import EnvironmentSetupError, InstallerError, UsageError
+from kiln.layout import INSTALLER_CHOICES
 from kiln.process import BuildLog, run_logged
 
 logger = logging.getLogger(__name__)
 
-INSTALLER_CHOICES = ("auto", "pip", "uv")
 # pip learned --python (install into another interpreter) in 22.3.
 MINIMUM_PIP = (22, 3)
 
@@ -397,7 +397,6 @@ def installer_environ(base: Mapping[str, str]) -> dict[str, str]:
 
 
 __all__ = [
-    "INSTALLER_CHOICES",
     "Installer",
     "PipInstaller",
     "UvInstaller",

@@ -7,7 +7,6 @@ Everything here runs before any environment is made, so a mistake in
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import ConfigError, UsageError
+from kiln.layout import absolute_source, source_label
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -195,8 +195,7 @@ class SourceInput:
     def resolve(cls, path: Path) -> SourceInput:
         from kiln.sdist import is_sdist_archive
 
-        # abspath, not Path.absolute(): "." and ".." must not survive into names.
-        path = Path(os.path.abspath(Path(path).expanduser()))  # noqa: PTH100 (keep links)
+        path = absolute_source(path)
         if not path.exists():
             raise UsageError(f"source {path} does not exist")
         if path.is_dir():
@@ -214,11 +213,7 @@ class SourceInput:
     @property
     def label(self) -> str:
         """A short name for logs: the directory's name or the archive's stem."""
-        name = self.path.name
-        for suffix in (".tar.gz", ".zip"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        return source_label(self.path)
 
     def project_dir(self, unpack_into: Path) -> Path:
         """The directory to build from, unpacking an archive into ``unpack_into``."""

@@ -9,8 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kiln.cache import CACHE_DIR_ENV, Cache, resolve_cache_dir
-from kiln.environments.envdir import ENV_DIR_ENV
+from kiln.layout import CACHE_DIR_ENV, ENV_DIR_ENV, path_from_environment, resolve_cache_dir
+
+TYPE_CHECKING = False  # the command line imports this module before the rest of kiln
+if TYPE_CHECKING:
+    from kiln.cache import Cache
 
 SUBCOMMANDS = ("cache", "debug")
 
@@ -67,12 +70,6 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def path_from_environment(name: str) -> Path | None:
-    """A path from environment variable ``name``, or None when it is unset or empty."""
-    value = os.environ.get(name)
-    return Path(value) if value else None
-
-
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "cache":
@@ -84,6 +81,8 @@ def _cache(action: str, explicit: Path | None) -> int:
     if action == "dir":
         print(resolve_cache_dir(explicit))
         return 0
+    from kiln.cache import Cache
+
     cache = Cache.open(explicit)
     if action == "info":
         sizes = cache.sizes()
@@ -106,6 +105,7 @@ def _cache(action: str, explicit: Path | None) -> int:
 
 
 def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: bool) -> int:
+    from kiln.cache import Cache
     from kiln.debug import describe_age, find_failed_build
     from kiln.errors import UsageError
 

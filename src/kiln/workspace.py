@@ -26,12 +26,12 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 
-from kiln.cache import LOGS, PROJECTS, RUNS, Cache
+from kiln.cache import Cache
+from kiln.layout import LOGS, RUNS, project_label, project_place, worker_plans
 from kiln.locks import FileLock
 from kiln.process import BuildLog
 
@@ -45,11 +45,6 @@ LOG_NAME = "build.log"
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-
-
-def project_label(label: str) -> str:
-    """A safe directory name for ``label``: never empty, never ``.``/``..`` or hidden."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).lstrip(".") or "build"
 
 
 class Workspace:
@@ -93,7 +88,7 @@ class Workspace:
     @classmethod
     def in_cache(cls, cache: Cache, label: str) -> Workspace:
         run_id = new_run_id()
-        place = cache.bucket(PROJECTS) / project_label(label)
+        place = project_place(cache.root, label)
         return cls(
             cache.bucket(RUNS) / run_id, cache=cache, label=label, run_id=run_id, place=place
         )
@@ -120,12 +115,12 @@ class Workspace:
         return self.place / name
 
     @property
-    def worker_plan(self) -> Path | None:
-        """Beside the stable place: the plan of the last run's first warm worker,
+    def worker_plans(self) -> Path | None:
+        """Beside the stable place: the plans of the last runs' first warm workers,
         for a head start (None without a stable place)."""
         if self.place == self.root:
             return None
-        return self.place.with_name(f"{self.place.name}.worker.json")
+        return worker_plans(self.place)
 
     @property
     def hook_record(self) -> Path:

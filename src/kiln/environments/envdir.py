@@ -20,7 +20,6 @@ from kiln.locks import FileLock
 
 logger = logging.getLogger(__name__)
 
-ENV_DIR_ENV = "KILN_ENV_DIR"
 MARKER_NAME = ".kiln-env"
 LOCK_NAME = ".kiln-lock"
 RUN_DIR_NAME = ".kiln-run"

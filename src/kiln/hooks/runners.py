@@ -14,12 +14,11 @@ from typing import Protocol
 
 from kiln.environments import BuildEnvironment
 from kiln.errors import UsageError
+from kiln.headstart import HeadStart
 from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
+from kiln.layout import HOOK_RUNNER_CHOICES, HOOK_RUNNER_ENV
 from kiln.process import BuildLog
 from kiln.project import BuildSystem
-
-HOOK_RUNNER_CHOICES = ("auto", "warm", "plain")
-HOOK_RUNNER_ENV = "KILN_HOOK_RUNNER"
 
 
 class HookRunners(Protocol):
@@ -32,9 +31,10 @@ class HookRunners(Protocol):
     ) -> SubprocessRunner:
         """The runner for hooks of ``build_system``'s backend in ``environment``."""
 
-    def head_start(self, plan_path: Path) -> None:
-        """Start ahead what the last run kept a plan of at ``plan_path``, if that
-        applies to these runners; keep this run's plan there at close."""
+    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
+        """Take the worker ``started`` ahead, or start ahead now the one whose plan
+        the last build of ``source`` kept in ``plans``, if that applies to these
+        runners (else discard it); keep this run's plan there at close."""
 
     def close(self) -> None:
         """Stop everything the runners started (warm workers)."""
@@ -50,8 +50,9 @@ class PlainHookRunners:
     ) -> SubprocessRunner:
         return SubprocessHookRunner(environment.hook_environ(), log)
 
-    def head_start(self, plan_path: Path) -> None:
-        pass  # nothing to start ahead
+    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
+        if started is not None:
+            started.discard()  # no hook here takes a warm worker
 
     def close(self) -> None:
         pass

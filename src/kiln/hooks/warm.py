@@ -53,10 +53,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from kiln.environments import BuildEnvironment
+from kiln.headstart import HeadStart, Launched, keep_plan, launch, start
 from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
 from kiln.jsonfiles import read_json_object, write_json
 from kiln.process import (
@@ -70,7 +71,6 @@ from kiln.project import BuildSystem
 
 logger = logging.getLogger(__name__)
 
-WORKER_SCRIPT = Path(__file__).with_name("_worker") / "kiln_worker.py"
 # How long a worker may take to exit once its input is closed, before SIGKILL.
 CLOSE_GRACE_SECONDS = 5.0
 # How often a read from a worker checks that the worker is still there.
@@ -117,18 +117,11 @@ class WorkerPlan:
         return worker, ""
 
     @classmethod
-    def read(cls, path: Path) -> WorkerPlan | None:
+    def from_fields(cls, fields: Mapping[str, object]) -> WorkerPlan | None:
         try:
-            return cls(**read_json_object(path)) if path.exists() else None
+            return cls(**fields)  # type: ignore[arg-type]
         except TypeError:
             return None  # another version's plan
-
-    def write(self, path: Path) -> None:
-        """Keep the plan at ``path``: readable by the user alone (it holds variables)."""
-        try:
-            write_json(path, asdict(self), private=True)
-        except OSError as error:
-            logger.debug("cannot keep the worker's plan in %s: %s", path, error)
 
 
 class WarmHookRunners:
@@ -145,20 +138,28 @@ class WarmHookRunners:
         self._generations: dict[str, str | None] = {}
         # The head start: where plans are kept, the last run's worker started early,
         # and the plan of this run's first worker.
-        self._plan_path: Path | None = None
+        self._plans: tuple[Path, Path] | None = None
         self._early: tuple[WorkerPlan, Worker] | None = None
         self._first_plan: WorkerPlan | None = None
 
-    def head_start(self, plan_path: Path) -> None:
-        """Start the worker the last run kept a plan of at ``plan_path`` now, before
-        a hook asks for it; at close, keep the plan of this run's first worker there."""
-        self._plan_path = plan_path
-        plan = WorkerPlan.read(plan_path)
-        if plan is None or plan.generation is None or _plain_reason(plan.environ):
+    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
+        """Take the worker ``started`` ahead by the plan kept in ``plans`` for
+        ``source``, or start it now, before a hook asks for it; at close, keep the
+        plan of this run's first worker there."""
+        self._plans = (plans, source)
+        if started is None or (started.plans, started.source) != self._plans:
+            if started is not None:
+                started.discard()
+            started = start(plans, source)
+        if started is None:
             return
-        worker = Worker.spawn(plan)
-        if isinstance(worker, Worker):
-            self._early = (plan, worker)
+        plan = WorkerPlan.from_fields(started.fields)
+        if plan is None or plan.generation is None or _plain_reason(plan.environ):
+            started.discard()
+            return
+        launched = started.take()
+        if launched is not None:
+            self._early = (plan, Worker(launched, plan.environ))
 
     def runner(
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
@@ -178,9 +179,18 @@ class WarmHookRunners:
         workers, self._workers = list(self._workers.items()), {}
         for key, worker in workers:
             self._retire(key, worker)
-        plan, path = self._first_plan, self._plan_path
-        if plan is not None and path is not None and WorkerPlan.read(path) != plan:
-            plan.write(path)
+        plan = self._first_plan
+        if plan is None or self._plans is None:
+            return
+        notes = self._notes.get(plan.python)
+        if notes is not None:
+            # As the next run will want it: with what this run's hooks imported, if usable.
+            usable = notes.usable(plan.backend)
+            plan = replace(plan, warm_imports=str(notes.path) if usable else None)
+        try:
+            keep_plan(*self._plans, asdict(plan))
+        except OSError as error:
+            logger.debug("cannot keep the worker's plan in %s: %s", self._plans[0], error)
 
     def run(
         self,
@@ -314,15 +324,10 @@ def _plain_reason(environ: Mapping[str, str]) -> str | None:
 class Worker:
     """One worker process: an interpreter with a backend imported, forking a child per hook."""
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        token: str,
-        environ: dict[str, str],
-    ) -> None:
-        self.process = process
+    def __init__(self, launched: Launched, environ: dict[str, str]) -> None:
+        self.process = process = launched.process
         self.environ = dict(environ)
-        self.marker = b"\0" + token.encode() + b" "
+        self.marker = b"\0" + launched.token.encode() + b" "
         assert process.stdout is not None and process.stdin is not None
         self._out = process.stdout.fileno()
         self._in = process.stdin.fileno()
@@ -339,24 +344,8 @@ class Worker:
         """Start a worker by ``plan`` without waiting for it (see :meth:`ready`); or
         why it did not start. With ``plan.warm_imports``, the worker imports that
         file's modules for the backend ahead of the hooks."""
-        if not WORKER_SCRIPT.is_file():
-            return f"no worker script at {WORKER_SCRIPT}"
-        token = os.urandom(8).hex()
-        extra = [plan.warm_imports] if plan.warm_imports else []
-        try:
-            process = subprocess.Popen(
-                [plan.python, str(WORKER_SCRIPT), token, str(os.getpid()), plan.backend, *extra],
-                cwd=plan.cwd,
-                env=plan.environ,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                bufsize=0,
-            )
-        except OSError as error:
-            return f"the worker did not start: {error}"
-        return cls(process, token, plan.environ)
+        launched = launch(plan.python, plan.backend, plan.environ, plan.cwd, plan.warm_imports)
+        return launched if isinstance(launched, str) else cls(launched, plan.environ)
 
     def ready(self) -> str | None:
         """Wait until the worker is ready; why it cannot serve (it is stopped then), if so."""
@@ -484,6 +473,7 @@ class Worker:
         self.alive = False
         stop_process_group(self.process)
         _kill_group(self.process.pid)
+        self._close_pipes()
 
     def stop(self) -> None:
         """Let the worker exit at the end of its input; stop it if it does not."""
@@ -495,7 +485,13 @@ class Worker:
             self.process.wait(CLOSE_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             stop_process_group(self.process)
-        self.process.stdout.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class WarmImports:

@@ -1,0 +1,86 @@
+"""The names kiln's settings and places go by, and where they resolve to.
+
+The environment variables and option values kiln reads, the cache directory and
+its buckets, a project's label and its place in the cache. Cheap to import on
+purpose: the command line reads its arguments and starts the last run's warm
+worker (:mod:`kiln.headstart`) before it imports the rest of kiln.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+CACHE_DIR_ENV = "KILN_CACHE_DIR"
+ENV_DIR_ENV = "KILN_ENV_DIR"
+HOOK_RUNNER_ENV = "KILN_HOOK_RUNNER"
+
+INSTALLER_CHOICES = ("auto", "pip", "uv")
+HOOK_RUNNER_CHOICES = ("auto", "warm", "plain")
+
+# The cache's buckets. Each carries a layout version in its name, so a later kiln
+# can change a bucket's layout without misreading an older one.
+RUNS = "runs-v1"
+# Stable per-project working directories (see kiln.workspace): same path every build.
+PROJECTS = "projects-v1"
+LOGS = "logs-v1"
+
+
+def path_from_environment(name: str) -> Path | None:
+    """A path from environment variable ``name``, or None when it is unset or empty."""
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def default_cache_dir() -> Path:
+    """The platform's per-user cache directory for kiln."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "kiln" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "kiln"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base_dir = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base_dir / "kiln"
+
+
+def resolve_cache_dir(explicit: Path | None = None) -> Path:
+    """``explicit`` (from --cache-dir), else $KILN_CACHE_DIR, else the platform default."""
+    if explicit is not None:
+        return Path(explicit).expanduser().absolute()
+    from_env = os.environ.get(CACHE_DIR_ENV)
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    return default_cache_dir()
+
+
+def absolute_source(path: Path) -> Path:
+    """SRC as an absolute path, with ``~`` expanded and links kept."""
+    # abspath, not Path.absolute(): "." and ".." must not survive into names.
+    return Path(os.path.abspath(Path(path).expanduser()))  # noqa: PTH100 (keep links)
+
+
+def source_label(source: Path) -> str:
+    """A short name for SRC, for logs and places: the directory's name or the archive's stem."""
+    name = absolute_source(source).name
+    for suffix in (".tar.gz", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def project_label(label: str) -> str:
+    """A safe directory name for ``label``: never empty, never ``.``/``..`` or hidden."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).lstrip(".") or "build"
+
+
+def project_place(cache_dir: Path, label: str) -> Path:
+    """The stable directory in the cache where builds of the project ``label`` run."""
+    return cache_dir / PROJECTS / project_label(label)
+
+
+def worker_plans(place: Path) -> Path:
+    """Beside a project's place: the plans of its last runs' first warm workers."""
+    return place.with_name(f"{place.name}.worker.json")
