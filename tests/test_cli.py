@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +111,25 @@ def test_report_that_is_a_directory_is_refused_before_building(tmp_path: Path) -
 def test_main_returns_the_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_console_script_fails_when_its_output_cannot_be_written() -> None:
+    # It skips the interpreter's teardown, yet fails as the interpreter's own exit
+    # would: status 120 when the output it buffered cannot be flushed.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "kiln", "--version"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            # Buffered, as a pipe is by default: the write fails at the flush on exit.
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert completed.returncode == 120, completed.stderr
 
 
 def test_version_flag_from_main(capsys: pytest.CaptureFixture[str]) -> None:
