@@ -117,10 +117,11 @@ def keep_plan(plans: Path, source: Path, fields: dict[str, Any]) -> None:
     holds the place, so no other run writes the file meanwhile. Raises OSError."""
     from kiln.jsonfiles import read_json_object, write_json
 
-    kept = read_json_object(plans)
+    # Entries not keyed by a source path come from another version of kiln.
+    kept = {key: plan for key, plan in read_json_object(plans).items() if Path(key).is_absolute()}
     key = str(source)
-    if kept.get(key) == fields:
-        return
+    if list(kept)[-1:] == [key] and kept[key] == fields:
+        return  # kept already, and the most recent
     kept.pop(key, None)
     kept[key] = fields
     # Readable by the user alone: a plan holds the hooks' environment variables.
@@ -152,5 +153,8 @@ def start_for_build(source: Path, cache_dir: Path | None, hook_runner: str) -> H
         hook_runner = os.environ.get(HOOK_RUNNER_ENV) or "auto"
     if hook_runner == "plain":
         return None
-    place = project_place(resolve_cache_dir(cache_dir), source_label(source))
+    try:
+        place = project_place(resolve_cache_dir(cache_dir), source_label(source))
+    except (OSError, RuntimeError):  # no home directory, say: the build will say so
+        return None
     return start(worker_plans(place), absolute_source(source))

@@ -31,12 +31,14 @@ hook would inherit, the worker reports it cold; kiln then starts one without
 those imports and stops taking them ahead for that environment and backend.
 
 A worker takes a while to start (an interpreter, the backend, the imports
-ahead), and so does kiln's own setup before the first hook. So that the two
+ahead), and so does kiln itself before the first hook. So that the two
 overlap, kiln keeps, beside the project's place, the plan of the first worker
-the last run started (``head_start``): its interpreter, backend, variables and
-environment generation. The next run starts that worker as soon as it holds
-the place, and a hook takes it only if its own plan is the same in every part
-and the environment was not replaced since; otherwise it is killed unused.
+the last build of the source started: its interpreter, backend, variables and
+environment generation. The next run starts that worker early (the command
+line before it imports the rest of kiln, see :mod:`kiln.headstart`; the
+library once it holds the place), and a hook takes it only if its own plan is
+the same in every part and the environment was not replaced since; otherwise
+it is killed unused.
 
 Workers never outlive kiln: they exit at the end of their input, which comes
 when kiln closes it or dies, and on Linux also when kiln's thread is gone.

@@ -1,0 +1,101 @@
+"""The plans kept for a head start, and starting a worker from one (kiln.headstart)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
+from kiln.layout import project_place, worker_plans
+from tests.helpers import pid_alive
+
+
+def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
+    """A plan for a worker of this interpreter that imports the json module as its backend."""
+    fields: dict[str, object] = {
+        "python": sys.executable,
+        "backend": "json",
+        "environ": {"PATH": "/usr/bin:/bin"},
+        "cwd": str(tmp_path),
+        "warm_imports": None,
+        "generation": f"{tmp_path}@1",
+    }
+    return fields | changes
+
+
+def test_plans_are_kept_per_source_the_most_recent_ones(tmp_path: Path) -> None:
+    plans = tmp_path / "proj.worker.json"
+    sources = [tmp_path / f"checkout{number}" / "proj" for number in range(KEPT_PLANS + 1)]
+    for number, source in enumerate(sources):
+        keep_plan(plans, source, plan_fields(tmp_path, cwd=str(number)))
+    assert read_plan(plans, sources[0]) is None, "the least recently built is dropped"
+    assert read_plan(plans, sources[1]) == plan_fields(tmp_path, cwd="1")
+    assert plans.stat().st_mode & 0o777 == 0o600, "plans hold the hooks' variables"
+
+    # Built again, unchanged: now the most recent, so the next new source drops another.
+    keep_plan(plans, sources[1], plan_fields(tmp_path, cwd="1"))
+    keep_plan(plans, tmp_path / "another" / "proj", plan_fields(tmp_path))
+    assert read_plan(plans, sources[1]) is not None
+    assert read_plan(plans, sources[2]) is None
+
+
+def test_a_plans_file_from_another_version_is_replaced(tmp_path: Path) -> None:
+    plans = tmp_path / "proj.worker.json"
+    plans.write_text(json.dumps(plan_fields(tmp_path)))  # one bare plan, as kiln kept before
+    source = tmp_path / "proj"
+    assert read_plan(plans, source) is None
+    keep_plan(plans, source, plan_fields(tmp_path))
+    assert json.loads(plans.read_text()) == {str(source): plan_fields(tmp_path)}
+
+
+@pytest.mark.parametrize(
+    ("option", "variable", "starts"),
+    [("warm", None, True), ("auto", None, True), ("plain", None, False), ("auto", "plain", False)],
+)
+def test_a_build_starts_the_planned_worker_unless_its_hooks_run_plain(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    variable: str | None,
+    starts: bool,
+) -> None:
+    if variable is None:
+        monkeypatch.delenv("KILN_HOOK_RUNNER", raising=False)
+    else:
+        monkeypatch.setenv("KILN_HOOK_RUNNER", variable)
+    cache, source = tmp_path / "cache", tmp_path / "src" / "proj"
+    source.mkdir(parents=True)
+    place = project_place(cache, "proj")
+    place.parent.mkdir(parents=True)
+    keep_plan(worker_plans(place), source, plan_fields(tmp_path))
+
+    started = start_for_build(source, cache, option)
+    if not starts:
+        assert started is None
+        return
+    assert started is not None
+    assert started.fields == plan_fields(tmp_path)
+    launched = started.take()
+    assert launched is not None
+    assert started.take() is None, "taken once"
+    started.discard()  # taken: no longer the head start's to kill
+    assert pid_alive(launched.process.pid, seconds=0)
+    started = None
+    launched.process.kill()
+    launched.process.wait()
+    for stream in (launched.process.stdin, launched.process.stdout):
+        assert stream is not None
+        stream.close()
+
+
+def test_no_plan_or_a_plan_without_a_lasting_environment_starts_nothing(tmp_path: Path) -> None:
+    cache, source = tmp_path / "cache", tmp_path / "proj"
+    source.mkdir()
+    assert start_for_build(source, cache, "warm") is None
+    place = project_place(cache, "proj")
+    place.parent.mkdir(parents=True)
+    keep_plan(worker_plans(place), source, plan_fields(tmp_path, generation=None))
+    assert start_for_build(source, cache, "warm") is None
