@@ -89,7 +89,7 @@ class HeadStart:
         return launched
 
     def discard(self) -> None:
-        """Kill the worker unless it was taken. It has run no hook: nothing to wait for."""
+        """Kill the worker at once unless it was taken: it has run no hook, so no grace."""
         launched = self.take()
         if launched is None:
             return
