@@ -27,7 +27,14 @@ from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
 from kiln.layout import resolve_cache_dir
-from kiln.output import check_artifact, check_env_dir_left_out, prepare_outdir, publish, staging_dir
+from kiln.output import (
+    check_artifact,
+    check_env_dir_left_out,
+    prepare_outdir,
+    publish,
+    refuse_outdir_in_cache,
+    staging_dir,
+)
 from kiln.project import Project, SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
 from kiln.result import Artifact, BuildResult, BuildStep
@@ -76,6 +83,8 @@ def build(request: BuildRequest, *, head_start: HeadStart | None = None) -> Buil
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
     outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
+    # Before the session: claiming the project's place empties a directory in the cache.
+    refuse_outdir_in_cache(outdir, resolve_cache_dir(request.cache_dir))
     with _session(request, source, outdir, head_start) as session:
         result = session.result
         result.outdir = prepare_outdir(outdir)
@@ -413,9 +422,8 @@ def _build_one(
     backend, requirements = _prepare_backend(project, environment, distribution, session)
     logger.info("Building %s from %s", distribution, project.source_dir)
     hook = f"build_{distribution}"
-    # A stable name only where this run holds the project's place (not in --env-dir).
-    stable = session.workspace.place != session.workspace.root
-    with staging_dir(outdir, session.workspace.label if stable else None) as staging:
+    # A new name every build: runs with other caches may share the output directory.
+    with staging_dir(outdir) as staging:
         settings = session.config_settings(project, distribution)
         name = backend.build(distribution, staging, settings)
         staged = check_artifact(staging, name, distribution, hook, session.workspace.log.path)

@@ -4,13 +4,25 @@ The backend writes into a staging directory inside the output directory, so
 the final move is a rename on one filesystem: a reader of the output directory
 sees a finished artifact or none, and an existing file is only ever replaced by
 a complete one.
+
+Each build step gets a staging directory of its own, with a new random name
+(``.kiln-staging-XXXXXXXX``), so any number of runs can share an output
+directory whatever caches they use. A run holds an exclusive lock on its
+staging directory (``flock`` on the directory itself) for as long as it uses
+it; the operating system drops the lock when the run dies. A staging directory
+nobody holds is a dead run's leftover, and the next run removes it. One that
+cannot be locked (or is not a directory) is left alone: only what is provably
+dead is removed, and never through a symbolic link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +31,22 @@ from kiln.errors import BadArtifactError, UsageError
 from kiln.request import SDIST
 from kiln.result import Artifact
 
+logger = logging.getLogger("kiln")
+
 STAGING_PREFIX = ".kiln-staging-"
+# Opens a directory, never through a symlink in its last component.
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def refuse_outdir_in_cache(outdir: Path, cache_dir: Path) -> None:
+    """Refuse an output directory inside kiln's cache, which kiln empties and prunes."""
+    real_outdir = Path(os.path.realpath(outdir))
+    real_cache = Path(os.path.realpath(cache_dir))
+    if real_outdir.is_relative_to(real_cache):
+        raise UsageError(
+            f"output directory {outdir} is inside kiln's cache directory {cache_dir}, whose "
+            "contents kiln empties and prunes; choose an output directory outside it (-o)"
+        )
 
 
 def prepare_outdir(outdir: Path) -> Path:
@@ -37,26 +64,176 @@ def prepare_outdir(outdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staging_dir(outdir: Path, label: str | None = None) -> Iterator[Path]:
-    """A hidden directory in ``outdir`` for the backend to write into; always removed.
-
-    With ``label`` (the caller holds the project's lock) its name is the same
-    every build, so no path a backend sees changes from one build to the next.
-    """
-    if label is None:
-        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=outdir))
-    else:
-        path = outdir / f"{STAGING_PREFIX}{label}"
-        shutil.rmtree(path, ignore_errors=True)  # left by a crashed build
-        path.mkdir()
+def staging_dir(outdir: Path) -> Iterator[Path]:
+    """A new hidden directory in ``outdir`` for the backend to write into, held by
+    this run and always removed; dead runs' leftovers are removed first."""
+    remove_dead_staging(outdir)
+    path, fd = _new_staging(outdir)
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            error = _remove_tree(path)
+            if error is not None:
+                logger.warning("could not remove the staging directory %s: %s", path, error)
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the lock, after the directory is gone
+
+
+def remove_dead_staging(outdir: Path) -> None:
+    """Remove the staging directories in ``outdir`` that no live run holds.
+
+    Only real directories whose lock this process gets are removed; a symlink or
+    a file with the name, or a directory that cannot be locked, is left as it is.
+    """
+    try:
+        with os.scandir(outdir) as scan:
+            names = [entry.name for entry in scan if entry.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = outdir / name
+        fd = _open_directory(path, make_readable=True)
+        if fd is None:
+            continue
+        try:
+            if _try_lock(fd) and _still_at(fd, path):
+                error = _remove_tree(path)
+                if error is None:
+                    logger.debug("removed %s, left by a kiln run that is gone", path)
+                else:
+                    logger.debug("could not remove %s, left by a kiln run: %s", path, error)
+        finally:
+            os.close(fd)
+
+
+def _new_staging(outdir: Path) -> tuple[Path, int | None]:
+    """A new staging directory and the descriptor holding its lock (None where
+    directories cannot be locked: then it is unique, but never cleaned by others)."""
+    for _ in range(100):
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=outdir))
+        fd = _open_directory(path)
+        if fd is None:
+            if not os.path.lexists(path):
+                continue  # another run took it for a leftover before this one locked it
+            return path, None
+        locked = _try_lock(fd)
+        if locked is None:
+            os.close(fd)
+            return path, None
+        if locked and _still_at(fd, path):
+            return path, fd
+        # Another run locked it first, taking it for a leftover, and is removing it.
+        os.close(fd)
+    raise UsageError(f"cannot create a staging directory in output directory {outdir}")
+
+
+def _open_directory(path: Path, *, make_readable: bool = False) -> int | None:
+    """A descriptor for the directory ``path`` itself (not a link), or None."""
+    try:
+        return os.open(path, _DIRECTORY_FLAGS)
+    except PermissionError:
+        if not make_readable or not _allow_owner(path):
+            return None
+    except OSError:
+        return None
+    try:
+        return os.open(path, _DIRECTORY_FLAGS)
+    except OSError:
+        return None
+
+
+def _try_lock(fd: int) -> bool | None:
+    """Lock ``fd`` exclusively without waiting: False if a live process holds it,
+    None where this system or file system cannot lock a directory."""
+    if sys.platform == "win32":  # pragma: no cover - no directory descriptors there
+        return None
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None  # e.g. NFS, which cannot lock a directory opened read-only
+    return True
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether ``path`` is still the directory open at ``fd`` (not removed or replaced)."""
+    try:
+        held, there = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(there.st_mode) and (held.st_dev, held.st_ino) == (
+        there.st_dev,
+        there.st_ino,
+    )
+
+
+def _remove_tree(path: Path) -> OSError | None:
+    """Remove ``path`` and everything in it without following a symlink, also
+    where a backend left read-only directories; the error if something stays."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            path.unlink()  # a link or a file in its place: remove that, not what a link names
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return error
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return None
+    _allow_owner_everywhere(path)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return error
+    return None
+
+
+def _allow_owner_everywhere(top: Path) -> None:
+    """Give the owner read, write and search on every directory under ``top``
+    (what a backend made read-only), without following symlinks."""
+    pending = [str(top)]
+    while pending:
+        directory = pending.pop()
+        if not _allow_owner(Path(directory)):
+            continue
+        try:
+            with os.scandir(directory) as scan:
+                pending.extend(e.path for e in scan if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+
+
+def _euid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else 0
+
+
+def _allow_owner(path: Path) -> bool:
+    """Add u+rwx to ``path`` if it is a real directory this user owns; whether it is one."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != _euid():
+        return False
+    if status.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+        # lstat said a directory; chmod would follow a link only if one replaced it
+        # since, in a tree only this user can write into.
+        with contextlib.suppress(OSError):
+            path.chmod(stat.S_IMODE(status.st_mode) | stat.S_IRWXU)
+    return True
 
 
 def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Path | None) -> Path:
-    """The file ``hook`` said it wrote, if it exists and has the right kind of name."""
+    """The file ``hook`` said it wrote, if it is a regular file in ``staging`` (not a
+    link to one anywhere) and has the right kind of name."""
     expected = (".tar.gz", ".zip") if kind == SDIST else (".whl",)
     problem = None
     if not name or Path(name).name != name:
@@ -65,8 +242,10 @@ def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Pat
         problem = f"returned {name!r}, which is not a {kind} file name ({' or '.join(expected)})"
     elif kind != SDIST and not _valid_wheel_name(name):
         problem = f"returned {name!r}, which is not a valid wheel file name"
-    elif not (staging / name).is_file():
-        problem = f"returned {name!r}, but no such file was written"
+    elif not _is_real_directory(staging):
+        problem = f"replaced the directory it was to write into ({staging})"
+    else:
+        problem = _not_a_written_file(staging / name, name)
     if problem is not None:
         raise BadArtifactError(
             f"the build backend's {hook} hook {problem}", hook=hook, log_path=log_path
@@ -74,10 +253,42 @@ def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Pat
     return staging / name
 
 
+def _not_a_written_file(path: Path, name: str) -> str | None:
+    """Why ``path`` is not a file the hook wrote, or None if it is one."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return f"returned {name!r}, but no such file was written"
+    except OSError as error:
+        return f"returned {name!r}, which cannot be read: {error.strerror or error}"
+    if stat.S_ISLNK(status.st_mode):
+        # Publishing it would publish a link: dangling once staging goes, or to a file
+        # outside staging that the artifact would then not be.
+        with contextlib.suppress(OSError):
+            return f"returned {name!r}, which is a symbolic link to {path.readlink()}"
+        return f"returned {name!r}, which is a symbolic link"
+    if not stat.S_ISREG(status.st_mode):
+        return f"returned {name!r}, which is not a regular file"
+    return None
+
+
+def _is_real_directory(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def publish(staged: Path, outdir: Path, kind: str) -> Artifact:
     """Move a checked artifact from staging into ``outdir`` in one rename."""
     target = outdir / staged.name
-    staged.replace(target)
+    try:
+        staged.replace(target)
+    except OSError as error:
+        raise UsageError(
+            f"cannot move {staged.name} into output directory {outdir}: "
+            f"{target}: {error.strerror or error}"
+        ) from error
     return Artifact.from_file(target, kind)
 
 
