@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -284,3 +288,127 @@ def test_wheel_from_a_legacy_zip_sdist(project: ProjectFactory, tmp_path: Path) 
     assert completed.returncode == 0, completed.stderr
     [wheel] = archive.parent.glob("*.whl")
     assert "kiln_fixture_legacy/__init__.py" in wheel_files(wheel)
+
+
+# --- the output directory: staging, shared use, what kiln refuses ---------------------------
+
+
+@pytest.mark.parametrize("fixture", ["hatchling_project", "flit_project"])
+def test_parallel_builds_with_their_own_caches_share_an_outdir(
+    project: ProjectFactory, tmp_path: Path, fixture: str
+) -> None:
+    """Building for several Pythons at once: one project, a cache each, one outdir."""
+    source = project(fixture)
+    outdir = tmp_path / "out"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kiln", str(source), "-o", str(outdir)],
+            env={**os.environ, "KILN_CACHE_DIR": str(tmp_path / f"cache-{i}")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for run in runs:
+        _, stderr = run.communicate()
+        assert run.returncode == 0, stderr
+    dist, package = GOOD_FIXTURES[fixture]
+    # Each run published whole artifacts, and no run left a staging directory behind.
+    [sdist, wheel] = sorted(outdir.iterdir(), key=lambda p: p.suffix)
+    assert sdist.name == f"{dist}-1.0.0.tar.gz" and wheel.name == f"{dist}-1.0.0-py3-none-any.whl"
+    with tarfile.open(sdist) as archive:
+        assert f"{dist}-1.0.0/PKG-INFO" in archive.getnames()
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.testzip() is None
+    assert f"{package}/__init__.py" in wheel_files(wheel)
+
+
+@pytest.mark.parametrize("where", ["the project's place", "the cache itself", "a link into it"])
+def test_an_outdir_inside_the_cache_is_refused(
+    project: ProjectFactory, tmp_path: Path, where: str
+) -> None:
+    source = project("flit_project")
+    cache = tmp_path / "cache"
+    place = cache / "projects-v1" / "flit_project"
+    (place / "wheels").mkdir(parents=True)
+    (place / "wheels" / "mine.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(place)
+    outdir = {
+        "the project's place": place / "wheels",
+        "the cache itself": cache,
+        "a link into it": tmp_path / "link" / "wheels",
+    }[where]
+    completed = run_kiln(source, "-o", outdir, "--cache-dir", cache)
+    assert completed.returncode == 2, completed.stderr
+    assert (
+        f"kiln: error: output directory {outdir} is inside kiln's cache directory {cache}"
+        in completed.stderr
+    )
+    assert "choose an output directory outside it" in completed.stderr
+    assert (place / "wheels" / "mine.txt").read_text() == "mine"
+    assert sorted(p.name for p in (place / "wheels").iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("leftover", ["file", "link to a directory", "dangling link"])
+def test_a_leftover_staging_name_never_stops_a_build(
+    project: ProjectFactory, tmp_path: Path, leftover: str
+) -> None:
+    source = project("flit_project")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("mine")
+    # The name earlier kilns gave this project's staging directory, and others like it.
+    for name in (".kiln-staging-flit_project", ".kiln-staging-abcd1234"):
+        path = outdir / name
+        if leftover == "file":
+            path.write_text("not kiln's")
+        else:
+            path.symlink_to(elsewhere if leftover == "link to a directory" else tmp_path / "none")
+    completed = run_kiln(source, "-o", outdir)
+    assert completed.returncode == 0, completed.stderr
+    assert (elsewhere / "precious.txt").read_text() == "mine"  # never followed
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        ".kiln-staging-abcd1234",  # not a directory: not kiln's to remove
+        ".kiln-staging-flit_project",
+        "kiln_fixture_flit-1.0.0-py3-none-any.whl",
+        "kiln_fixture_flit-1.0.0.tar.gz",
+    ]
+
+
+def test_a_dead_runs_staging_directory_is_removed(project: ProjectFactory, tmp_path: Path) -> None:
+    source = project("flit_project")
+    outdir = tmp_path / "out"
+    (outdir / ".kiln-staging-k1lled00" / "half").mkdir(parents=True)
+    (outdir / ".kiln-staging-k1lled00" / "half" / "x.whl").write_bytes(b"partial")
+    completed = run_kiln(source, "-w", "-o", outdir)
+    assert completed.returncode == 0, completed.stderr
+    assert [p.name for p in outdir.iterdir()] == ["kiln_fixture_flit-1.0.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("distribution", ["-w", "-s"])
+@pytest.mark.parametrize("target", ["a file beside it", "a file outside", "nothing"])
+def test_a_symlink_returned_as_the_artifact_is_refused(
+    project: ProjectFactory, tmp_path: Path, distribution: str, target: str
+) -> None:
+    source = project("hook_returns_symlink")
+    outdir = tmp_path / "out"
+    outside = tmp_path / "outside.whl"
+    outside.write_bytes(b"not an artifact")
+    env = dict(os.environ)
+    if target == "a file outside":
+        env["KILN_TEST_LINK_TARGET"] = str(outside)
+    elif target == "nothing":
+        env["KILN_TEST_LINK_TARGET"] = str(tmp_path / "no-such-file")
+    # Else a file the hook wrote beside the link, by a relative name: it dangles once moved.
+    completed = run_kiln(source, distribution, "-o", outdir, env=env)
+    assert completed.returncode == 1, completed.stderr
+    assert "Successfully built" not in completed.stdout + completed.stderr
+    hook = "build_wheel" if distribution == "-w" else "build_sdist"
+    error = f"kiln: error: the build backend's {hook} hook returned 'kiln_fixture_hook_returns_"
+    assert error in completed.stderr
+    assert "', which is a symbolic link to " in completed.stderr
+    assert list(outdir.iterdir()) == []  # nothing published, no staging left
+    assert outside.read_bytes() == b"not an artifact"
