@@ -87,6 +87,8 @@ def remove_dead_staging(outdir: Path) -> None:
     Only real directories whose lock this process gets are removed; a symlink or
     a file with the name, or a directory that cannot be locked, is left as it is.
     """
+    if sys.platform == "win32":  # pragma: no cover - no locks on directories: none is dead
+        return
     try:
         with os.scandir(outdir) as scan:
             names = [entry.name for entry in scan if entry.name.startswith(STAGING_PREFIX)]
