@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_a_live_runs_staging_is_left_alone_and_a_dead_ones_removed(tmp_path: Pat
         assert (held / "partial.whl").read_bytes() == b"half"
     finally:
         child.kill()  # like SIGKILL in a hook: its staging directory stays behind
-        child.wait()
+        child.communicate()
     assert held.is_dir()
     with staging_dir(tmp_path):
         assert not held.exists()
@@ -160,7 +161,11 @@ def unprivileged_dir(tmp_path: Path) -> Iterator[Path]:
 def run_unprivileged(function: Callable[[Path], None], directory: Path) -> None:
     """Call ``function(directory)`` in a child process as a user whom permission bits
     bind (root ignores them); forked, not started anew: that user may not reach this Python."""
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() with threads (pytest-xdist's); the child only
+        # touches files and leaves with os._exit.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
