@@ -109,6 +109,8 @@ class Backend:
     def _call(self, hook_name: str, call: Callable[[], T]) -> T:
         from pyproject_hooks import BackendUnavailable, HookMissing, UnsupportedOperation
 
+        from kiln.hooks.caller import HookResultMissingError
+
         self.log.section(f"hook {hook_name} (backend {self.name}) in {self.project.source_dir}")
         logger.debug("calling %s of %s", hook_name, self.name)
         try:
@@ -122,6 +124,14 @@ class Backend:
                 hook=hook_name,
                 log_path=self.log.path,
                 output_tail=error.tail,
+            ) from None
+        except HookResultMissingError as error:
+            raise HookFailedError(
+                f"the build backend's {hook_name} hook exited with status 0 but "
+                f"{error.detail}: the backend ended the hook's process early "
+                "(os._exit() or sys.exit(0) inside the hook?)",
+                hook=hook_name,
+                log_path=self.log.path,
             ) from None
         except BackendUnavailable as error:
             detail = (error.traceback or "").strip().splitlines()
