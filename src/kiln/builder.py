@@ -73,6 +73,7 @@ def build(request: BuildRequest, *, head_start: HeadStart | None = None) -> Buil
     """Build the distributions ``request`` asks for; see :class:`BuildRequest`.
     ``head_start``: a warm worker started ahead (see :mod:`kiln.headstart`)."""
     started = time.monotonic()
+    _check_environment_path(request)
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
     outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
@@ -98,6 +99,7 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
     from packaging.metadata import parse_email
 
     started = time.monotonic()
+    _check_environment_path(request)
     source = SourceInput.resolve(request.source)
     with _session(request, source, None, head_start) as session:
         with session.open_environment() as environment:
@@ -112,6 +114,27 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
         session.result.metadata = {**unparsed, **raw}
     session.result.seconds = time.monotonic() - started
     return session.result
+
+
+def _check_environment_path(request: BuildRequest) -> None:
+    """Refuse, before anything is made, a place for the build environment whose path
+    is not UTF-8: Python reads pyvenv.cfg, which holds that path, as UTF-8, and
+    uv takes no such argument, so no environment works there."""
+    if not request.isolation:
+        return
+    if request.env_dir is not None:
+        path, option = Path(request.env_dir).absolute(), "--env-dir"
+    else:
+        path, option = resolve_cache_dir(request.cache_dir), "--cache-dir"
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{option} {shown} is not a UTF-8 path, and a build environment cannot work "
+            f"there (Python reads its pyvenv.cfg as UTF-8); choose another {option}, "
+            "or build with --no-isolation"
+        ) from None
 
 
 @dataclass

@@ -36,7 +36,8 @@ class BuildLog:
         self._stream: IO[bytes] = path.open("ab")
 
     def section(self, title: str) -> None:
-        self.write(f"\n=== {title}\n".encode())
+        # A path with a byte that is not UTF-8 comes back as that byte.
+        self.write(f"\n=== {title}\n".encode("utf-8", "surrogateescape"))
 
     def write(self, data: bytes) -> None:
         self._stream.write(data)
