@@ -22,7 +22,7 @@ from kiln.backends import with_stable_build_dir
 from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
-from kiln.errors import KilnError, UsageError
+from kiln.errors import DiskFullError, KilnError, UsageError, disk_full_error, is_disk_full
 from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
@@ -77,7 +77,10 @@ def build(request: BuildRequest, *, head_start: HeadStart | None = None) -> Buil
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
     outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
-    with _session(request, source, outdir, head_start) as session:
+    with (
+        _disk_full_is_an_error(request, outdir),
+        _session(request, source, outdir, head_start) as session,
+    ):
         result = session.result
         result.outdir = prepare_outdir(outdir)
         with session.open_environment() as environment:
@@ -101,7 +104,10 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
     started = time.monotonic()
     _check_environment_path(request)
     source = SourceInput.resolve(request.source)
-    with _session(request, source, None, head_start) as session:
+    with (
+        _disk_full_is_an_error(request, None),
+        _session(request, source, None, head_start) as session,
+    ):
         with session.open_environment() as environment:
             backend, _ = _prepare_backend(session.project, environment, WHEEL, session)
             metadata_dir = session.workspace.stable_dir("metadata")
@@ -114,6 +120,27 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
         session.result.metadata = {**unparsed, **raw}
     session.result.seconds = time.monotonic() - started
     return session.result
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(request: BuildRequest, outdir: Path | None) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) wherever kiln writes: an error naming the place
+    (exit 3), not a traceback. Inside the session it was made one already."""
+    try:
+        yield
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise _disk_full(error, request, outdir) from error
+
+
+def _disk_full(error: OSError, request: BuildRequest, outdir: Path | None) -> DiskFullError:
+    places = [resolve_cache_dir(request.cache_dir), *([outdir] if outdir else [])]
+    if request.env_dir is not None:
+        places.append(Path(request.env_dir).absolute())
+    converted = disk_full_error(error, [p for p in places if p.is_dir()])
+    converted.log_path = getattr(error, "log_path", None)
+    return converted
 
 
 def _check_environment_path(request: BuildRequest) -> None:
@@ -217,18 +244,26 @@ def _session(
             runners.close()
             if compiler_cache is not None:
                 result.compiler_cache = _compiler_cache_report(compiler_cache, remote)
-    except BaseException as error:
+    except BaseException as caught:
+        # A full disk is named as such before the run is kept, so that keeping it
+        # gives the space back rather than holding on to it.
+        error: BaseException = caught
+        if isinstance(caught, OSError) and is_disk_full(caught):
+            error = _disk_full(caught, request, outdir)
         if session is None and runners is not None:
             runners.close()  # failed before the build began: stop what started ahead
         if session is not None and session.environment_opened:
             _keep_failed(session, error, source)
         else:
             # Nothing was built yet: nothing worth keeping.
-            workspace.log.section(f"kiln: error: {error}")
+            with contextlib.suppress(OSError):
+                workspace.log.section(f"kiln: error: {error}")
             _release(workspace, env_dir)
             if isinstance(error, KilnError) and cache is not None:
                 error.log_path = workspace.log.path
-        raise
+        if error is caught:
+            raise
+        raise error from caught
     else:
         _release(workspace, env_dir)
         session.result.log_path = workspace.log.path if cache is not None else None
@@ -264,17 +299,34 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
     else:
         reason = f"{type(error).__name__}: {error}"
     location = session.provider.location
-    kept = session.workspace.fail(reason, source=source.path, environment=location)
+    # A full disk where the build's files are: keeping them would keep it full.
+    keep_sources = not (
+        isinstance(error, DiskFullError)
+        and _same_file_system(error.directory, session.workspace.place)
+    )
+    kept = session.workspace.fail(
+        reason, source=source.path, environment=location, keep_sources=keep_sources
+    )
+    if not keep_sources:
+        logger.warning("removed the failed build's files from %s to free the space", kept)
     if session.env_dir is not None:
         session.env_dir.keep()
     if session.workspace.cache is not None:
-        session.workspace.cache.prune()  # failed builds are kept, but only the newest few
+        with contextlib.suppress(OSError):  # it only removes; never hide the error
+            session.workspace.cache.prune()  # failed builds are kept, but only the newest few
     kept_build = KeptBuild(kept, location, kept / LOG_NAME)
     if isinstance(error, KilnError):
         error.log_path = kept_build.log
     # KeyboardInterrupt included: the CLI tells the user where to look.
     error.kiln_kept_build = kept_build  # type: ignore[attr-defined]
     logger.debug("failed build kept in %s", kept)
+
+
+def _same_file_system(one: Path, other: Path) -> bool:
+    try:
+        return one.stat().st_dev == other.stat().st_dev
+    except OSError:
+        return True  # cannot tell: give the space back rather than keep the disk full
 
 
 def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | None]:
