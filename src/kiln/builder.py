@@ -308,7 +308,7 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
         reason, source=source.path, environment=location, keep_sources=keep_sources
     )
     if not keep_sources:
-        logger.warning("removed the failed build's files from %s to free the space", kept)
+        logger.warning("removed the failed build's files to free the space; its log: %s", kept)
     if session.env_dir is not None:
         session.env_dir.keep()
     if session.workspace.cache is not None:
@@ -323,8 +323,10 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
 
 
 def _same_file_system(one: Path, other: Path) -> bool:
+    # ``one`` may be gone since (a staging directory): its nearest parent will do.
+    existing = next((p for p in (one, *one.parents) if p.exists()), one)
     try:
-        return one.stat().st_dev == other.stat().st_dev
+        return existing.stat().st_dev == other.stat().st_dev
     except OSError:
         return True  # cannot tell: give the space back rather than keep the disk full
 
@@ -388,7 +390,7 @@ def _release(workspace: Workspace, env_dir: EnvDir | None) -> None:
 def _open_cache(request: BuildRequest) -> Cache | None:
     try:
         return Cache.open(request.cache_dir)
-    except UsageError:
+    except (UsageError, DiskFullError):
         if request.env_dir is None:
             raise
         # A read-only machine with one writable --env-dir: work in there alone.

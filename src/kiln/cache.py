@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import UsageError
+from kiln.errors import UsageError, disk_full_error, is_disk_full
 from kiln.layout import CACHE_DIR_ENV, LOGS, PROJECTS, RUNS, resolve_cache_dir
 
 # Written into CACHEDIR.TAG; backup tools skip directories holding it
@@ -57,6 +57,8 @@ class Cache:
             if not os.access(root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EROFS, "not writable")
         except OSError as error:
+            if is_disk_full(error):
+                raise disk_full_error(error, [root]) from error
             raise UsageError(
                 f"cannot use cache directory {root}: {error.strerror or error}; "
                 f"choose another with --cache-dir or {CACHE_DIR_ENV}, or build with --env-dir"
