@@ -21,7 +21,7 @@ from kiln.cache import Cache
 from kiln.errors import DiskFullError, disk_full_error
 from kiln.process import BuildLog
 from tests.conftest import ProjectFactory
-from tests.helpers import run_kiln
+from tests.helpers import INSTALLERS, run_kiln
 
 FULL = "/dev/full"  # every write fails with ENOSPC
 
@@ -64,9 +64,13 @@ def _error_line(stderr: str) -> str:
     return next(line for line in stderr.splitlines() if line.startswith("kiln: error:"))
 
 
-def _fill(directory: Path) -> Path:
-    """Fill ``directory``'s file system to the last byte; returns the file that does it."""
+def _fill(directory: Path, leave: int = 0) -> Path:
+    """Fill ``directory``'s file system to the last byte (but ``leave`` bytes); returns
+    the file that does it."""
     pad = directory / "pad"
+    if leave:
+        pad.write_bytes(b"\0" * (_free(directory) - leave))
+        return pad
     size = 1 << 20
     with pad.open("wb", buffering=0) as stream:
         while True:
@@ -126,6 +130,33 @@ def test_a_cache_full_before_the_run_is_a_clear_error_and_usable_once_freed(
     assert f"no space is left on the file system holding {cache}" in _error_line(completed.stderr)
     pad.unlink()
     completed = run_kiln(source, "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize("fresh", [False, True], ids=["cached-env", "fresh-env"])
+def test_an_install_that_fills_the_cache_leaves_no_half_made_environment(
+    project: ProjectFactory, small_disk: Mount, installer: str, fresh: bool
+) -> None:
+    cache = small_disk("cache", 8)
+    source = project("hatchling_project")
+    assert run_kiln("cache", "info", "--cache-dir", cache).returncode == 0
+    pad = _fill(cache, leave=600 << 10)  # room for a venv, not for hatchling and its own
+    before = _free(cache)
+    options = ["--installer", installer, *(["--fresh-env"] if fresh else [])]
+    completed = run_kiln(source, "--cache-dir", cache, *options)
+    assert completed.returncode == 3, completed.stderr
+    line = _error_line(completed.stderr)
+    assert line.startswith("kiln: error: the installer ran out of disk space: no space is left")
+    assert str(cache) in line
+    # The half-made environment is gone (it would keep the disk full), the log kept.
+    assert [p.name for p in cache.glob("envs-v1/*") if p.is_dir()] == []
+    (run,) = (cache / "runs-v1").iterdir()
+    assert not (run / "env").exists()
+    assert _free(cache) > before - (100 << 10)
+    pad.unlink()
+    completed = run_kiln(source, "--cache-dir", cache, *options)
     assert completed.returncode == 0, completed.stderr
 
 

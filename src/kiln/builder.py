@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +23,15 @@ from kiln.backends import with_stable_build_dir
 from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
-from kiln.errors import DiskFullError, KilnError, UsageError, disk_full_error, is_disk_full
+from kiln.errors import (
+    DISK_FULL_WORDS,
+    DiskFullError,
+    InstallerError,
+    KilnError,
+    UsageError,
+    disk_full_error,
+    is_disk_full,
+)
 from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
@@ -134,11 +143,24 @@ def _disk_full_is_an_error(request: BuildRequest, outdir: Path | None) -> Iterat
         raise _disk_full(error, request, outdir) from error
 
 
-def _disk_full(error: OSError, request: BuildRequest, outdir: Path | None) -> DiskFullError:
+def _named_if_disk_full(
+    error: BaseException, request: BuildRequest, outdir: Path | None
+) -> BaseException:
+    """``error``, or the :class:`DiskFullError` it amounts to."""
+    if isinstance(error, OSError) and is_disk_full(error):
+        return _disk_full(error, request, outdir)
+    if isinstance(error, InstallerError) and any(w in error.output for w in DISK_FULL_WORDS):
+        return _disk_full(None, request, outdir, doing="the installer")
+    return error
+
+
+def _disk_full(
+    error: OSError | None, request: BuildRequest, outdir: Path | None, doing: str | None = None
+) -> DiskFullError:
     places = [resolve_cache_dir(request.cache_dir), *([outdir] if outdir else [])]
     if request.env_dir is not None:
         places.append(Path(request.env_dir).absolute())
-    converted = disk_full_error(error, [p for p in places if p.is_dir()])
+    converted = disk_full_error(error, [p for p in places if p.is_dir()], doing=doing)
     converted.log_path = getattr(error, "log_path", None)
     return converted
 
@@ -247,9 +269,7 @@ def _session(
     except BaseException as caught:
         # A full disk is named as such before the run is kept, so that keeping it
         # gives the space back rather than holding on to it.
-        error: BaseException = caught
-        if isinstance(caught, OSError) and is_disk_full(caught):
-            error = _disk_full(caught, request, outdir)
+        error = _named_if_disk_full(caught, request, outdir)
         if session is None and runners is not None:
             runners.close()  # failed before the build began: stop what started ahead
         if session is not None and session.environment_opened:
@@ -304,6 +324,21 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
         isinstance(error, DiskFullError)
         and _same_file_system(error.directory, session.workspace.place)
     )
+    cache = session.workspace.cache
+    if not keep_sources and cache is not None:
+        # A build environment the full disk left half made is of no use to anyone
+        # (the next run replaces it) and may be what filled the disk.
+        from kiln.environments.cached import ENVS, prune_environments
+
+        with contextlib.suppress(OSError):
+            removed = prune_environments(
+                cache.root / ENVS, max_age=float("inf"), keep=sys.maxsize, half_made_grace=0
+            )
+            if location in removed:
+                location = None
+    if not keep_sources and location is not None and location.parent == session.workspace.root:
+        shutil.rmtree(location, ignore_errors=True)  # --fresh-env's, in the run directory
+        location = None
     kept = session.workspace.fail(
         reason, source=source.path, environment=location, keep_sources=keep_sources
     )

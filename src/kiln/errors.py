@@ -116,9 +116,11 @@ def disk_full_error(
     *,
     hook: str | None = None,
     output_tail: Sequence[str] = (),
+    doing: str | None = None,
 ) -> DiskFullError:
     """A :class:`DiskFullError` naming the directory that is full: the one ``error``
-    names, else the fullest of ``candidates`` (the places kiln or a hook writes to)."""
+    names, else the fullest of ``candidates`` (the places kiln or a hook writes to).
+    ``hook`` or ``doing`` ("the installer"): who ran out of space, when not kiln."""
     written = Path(os.fsdecode(error.filename)) if error and error.filename else None
     directory = _existing_directory(written) if written else _fullest(candidates)
     quota = error is not None and error.errno != errno.ENOSPC
@@ -128,7 +130,8 @@ def disk_full_error(
     detail = [f"{_size(free)} free there"] if free is not None else []
     if written is not None and written != directory:
         detail.insert(0, f"writing {written.name}")
-    prefix = f"the build backend's {hook} hook ran out of disk space: " if hook else ""
+    doing = f"the build backend's {hook} hook" if hook else doing
+    prefix = f"{doing} ran out of disk space: " if doing else ""
     return DiskFullError(
         f"{prefix}{what} {place}"
         + (f" ({', '.join(detail)})" if detail else "")
