@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +23,15 @@ from kiln.backends import with_stable_build_dir
 from kiln.cache import Cache
 from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
-from kiln.errors import KilnError, UsageError
+from kiln.errors import (
+    DISK_FULL_WORDS,
+    DiskFullError,
+    InstallerError,
+    KilnError,
+    UsageError,
+    disk_full_error,
+    is_disk_full,
+)
 from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
@@ -80,12 +89,16 @@ def build(request: BuildRequest, *, head_start: HeadStart | None = None) -> Buil
     """Build the distributions ``request`` asks for; see :class:`BuildRequest`.
     ``head_start``: a warm worker started ahead (see :mod:`kiln.headstart`)."""
     started = time.monotonic()
+    _check_environment_path(request)
     source = SourceInput.resolve(request.source)
     plan = plan_distributions(request, source)
     outdir = Path(request.outdir).absolute() if request.outdir else source.default_outdir
     # Before the session: claiming the project's place empties a directory in the cache.
     refuse_outdir_in_cache(outdir, resolve_cache_dir(request.cache_dir))
-    with _session(request, source, outdir, head_start) as session:
+    with (
+        _disk_full_is_an_error(request, outdir),
+        _session(request, source, outdir, head_start) as session,
+    ):
         result = session.result
         result.outdir = prepare_outdir(outdir)
         with session.open_environment() as environment:
@@ -107,8 +120,12 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
     from packaging.metadata import parse_email
 
     started = time.monotonic()
+    _check_environment_path(request)
     source = SourceInput.resolve(request.source)
-    with _session(request, source, None, head_start) as session:
+    with (
+        _disk_full_is_an_error(request, None),
+        _session(request, source, None, head_start) as session,
+    ):
         with session.open_environment() as environment:
             backend, _ = _prepare_backend(session.project, environment, WHEEL, session)
             metadata_dir = session.workspace.stable_dir("metadata")
@@ -121,6 +138,61 @@ def prepare_metadata(request: BuildRequest, *, head_start: HeadStart | None = No
         session.result.metadata = {**unparsed, **raw}
     session.result.seconds = time.monotonic() - started
     return session.result
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(request: BuildRequest, outdir: Path | None) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) wherever kiln writes: an error naming the place
+    (exit 3), not a traceback. Inside the session it was made one already."""
+    try:
+        yield
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise _disk_full(error, request, outdir) from error
+
+
+def _named_if_disk_full(
+    error: BaseException, request: BuildRequest, outdir: Path | None
+) -> BaseException:
+    """``error``, or the :class:`DiskFullError` it amounts to."""
+    if isinstance(error, OSError) and is_disk_full(error):
+        return _disk_full(error, request, outdir)
+    if isinstance(error, InstallerError) and any(w in error.output for w in DISK_FULL_WORDS):
+        return _disk_full(None, request, outdir, doing="the installer")
+    return error
+
+
+def _disk_full(
+    error: OSError | None, request: BuildRequest, outdir: Path | None, doing: str | None = None
+) -> DiskFullError:
+    places = [resolve_cache_dir(request.cache_dir), *([outdir] if outdir else [])]
+    if request.env_dir is not None:
+        places.append(Path(request.env_dir).absolute())
+    converted = disk_full_error(error, [p for p in places if p.is_dir()], doing=doing)
+    converted.log_path = getattr(error, "log_path", None)
+    return converted
+
+
+def _check_environment_path(request: BuildRequest) -> None:
+    """Refuse, before anything is made, a place for the build environment whose path
+    is not UTF-8: Python reads pyvenv.cfg, which holds that path, as UTF-8, and
+    uv takes no such argument, so no environment works there."""
+    if not request.isolation:
+        return
+    if request.env_dir is not None:
+        path, option = Path(request.env_dir).absolute(), "--env-dir"
+    else:
+        path, option = resolve_cache_dir(request.cache_dir), "--cache-dir"
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{option} {shown} is not a UTF-8 path, and a build environment cannot work "
+            f"there (Python reads its pyvenv.cfg as UTF-8); choose another {option}, "
+            "or build with --no-isolation"
+        ) from None
 
 
 @dataclass
@@ -203,18 +275,24 @@ def _session(
             runners.close()
             if compiler_cache is not None:
                 result.compiler_cache = _compiler_cache_report(compiler_cache, remote)
-    except BaseException as error:
+    except BaseException as caught:
+        # A full disk is named as such before the run is kept, so that keeping it
+        # gives the space back rather than holding on to it.
+        error = _named_if_disk_full(caught, request, outdir)
         if session is None and runners is not None:
             runners.close()  # failed before the build began: stop what started ahead
         if session is not None and session.environment_opened:
             _keep_failed(session, error, source)
         else:
             # Nothing was built yet: nothing worth keeping.
-            workspace.log.section(f"kiln: error: {error}")
+            with contextlib.suppress(OSError):
+                workspace.log.section(f"kiln: error: {error}")
             _release(workspace, env_dir)
             if isinstance(error, KilnError) and cache is not None:
                 error.log_path = workspace.log.path
-        raise
+        if error is caught:
+            raise
+        raise error from caught
     else:
         _release(workspace, env_dir)
         session.result.log_path = workspace.log.path if cache is not None else None
@@ -250,17 +328,51 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
     else:
         reason = f"{type(error).__name__}: {error}"
     location = session.provider.location
-    kept = session.workspace.fail(reason, source=source.path, environment=location)
+    # A full disk where the build's files are: keeping them would keep it full.
+    keep_sources = not (
+        isinstance(error, DiskFullError)
+        and _same_file_system(error.directory, session.workspace.place)
+    )
+    cache = session.workspace.cache
+    if not keep_sources and cache is not None:
+        # A build environment the full disk left half made is of no use to anyone
+        # (the next run replaces it) and may be what filled the disk.
+        from kiln.environments.cached import ENVS, prune_environments
+
+        with contextlib.suppress(OSError):
+            removed = prune_environments(
+                cache.root / ENVS, max_age=float("inf"), keep=sys.maxsize, half_made_grace=0
+            )
+            if location in removed:
+                location = None
+    if not keep_sources and location is not None and location.parent == session.workspace.root:
+        shutil.rmtree(location, ignore_errors=True)  # --fresh-env's, in the run directory
+        location = None
+    kept = session.workspace.fail(
+        reason, source=source.path, environment=location, keep_sources=keep_sources
+    )
+    if not keep_sources:
+        logger.warning("removed the failed build's files to free the space; its log: %s", kept)
     if session.env_dir is not None:
         session.env_dir.keep()
     if session.workspace.cache is not None:
-        session.workspace.cache.prune()  # failed builds are kept, but only the newest few
+        with contextlib.suppress(OSError):  # it only removes; never hide the error
+            session.workspace.cache.prune()  # failed builds are kept, but only the newest few
     kept_build = KeptBuild(kept, location, kept / LOG_NAME)
     if isinstance(error, KilnError):
         error.log_path = kept_build.log
     # KeyboardInterrupt included: the CLI tells the user where to look.
     error.kiln_kept_build = kept_build  # type: ignore[attr-defined]
     logger.debug("failed build kept in %s", kept)
+
+
+def _same_file_system(one: Path, other: Path) -> bool:
+    # ``one`` may be gone since (a staging directory): its nearest parent will do.
+    existing = next((p for p in (one, *one.parents) if p.exists()), one)
+    try:
+        return existing.stat().st_dev == other.stat().st_dev
+    except OSError:
+        return True  # cannot tell: give the space back rather than keep the disk full
 
 
 def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | None]:
@@ -322,7 +434,7 @@ def _release(workspace: Workspace, env_dir: EnvDir | None) -> None:
 def _open_cache(request: BuildRequest) -> Cache | None:
     try:
         return Cache.open(request.cache_dir)
-    except UsageError:
+    except (UsageError, DiskFullError):
         if request.env_dir is None:
             raise
         # A read-only machine with one writable --env-dir: work in there alone.

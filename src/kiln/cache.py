@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import UsageError
+from kiln.errors import UsageError, disk_full_error, is_disk_full
 from kiln.layout import CACHE_DIR_ENV, LOGS, PROJECTS, RUNS, resolve_cache_dir
 
 # Written into CACHEDIR.TAG; backup tools skip directories holding it
@@ -57,6 +57,8 @@ class Cache:
             if not os.access(root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EROFS, "not writable")
         except OSError as error:
+            if is_disk_full(error):
+                raise disk_full_error(error, [root]) from error
             raise UsageError(
                 f"cannot use cache directory {root}: {error.strerror or error}; "
                 f"choose another with --cache-dir or {CACHE_DIR_ENV}, or build with --env-dir"
@@ -100,7 +102,12 @@ class Cache:
         now = time.time()
         runs = self.root / RUNS
         failed = self.failed_runs()
-        failed_kept = {run for run in failed[:keep_failed] if now - _modified(run) < failed_max_age}
+        # A record that could not be written (a full disk) keeps nothing: that run's
+        # files may be what filled the disk, and `kiln debug` cannot open it anyway.
+        readable = [run for run in failed if _readable_record(run / _RUN_FAILED)]
+        failed_kept = {
+            run for run in readable[:keep_failed] if now - _modified(run) < failed_max_age
+        }
         for run in sorted(runs.iterdir()) if runs.is_dir() else []:
             if run == keep_running or run in failed_kept:
                 continue
@@ -166,6 +173,15 @@ class PruneReport:
     environments: list[Path] = field(default_factory=list)
     logs: int = 0
     freed: int = 0
+
+
+def _readable_record(path: Path) -> bool:
+    import json
+
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def _modified(path: Path) -> float:

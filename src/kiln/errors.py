@@ -7,6 +7,8 @@ message meant for a person (the CLI prints it after ``kiln: error:``), and its
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +79,99 @@ class MissingRequirementsError(EnvironmentSetupError):
     def __init__(self, message: str, missing: Sequence[str]) -> None:
         super().__init__(message)
         self.missing = list(missing)
+
+
+class DiskFullError(EnvironmentSetupError):
+    """No space left (ENOSPC), or the quota is used up (EDQUOT), on the file system
+    holding ``directory``. ``hook`` and ``output_tail``: the hook that ran out of
+    space, and its last lines, when it was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        directory: Path,
+        hook: str | None = None,
+        output_tail: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.directory = directory
+        self.hook = hook
+        self.output_tail = list(output_tail)
+
+
+# The errno values that mean "this file system has no room for you".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# How a Python traceback or a tool says it, for a child process's output.
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "[Errno 28]", "[Errno 122]")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_error(
+    error: OSError | None,
+    candidates: Sequence[Path] = (),
+    *,
+    hook: str | None = None,
+    output_tail: Sequence[str] = (),
+    doing: str | None = None,
+) -> DiskFullError:
+    """A :class:`DiskFullError` naming the directory that is full: the one ``error``
+    names, else the fullest of ``candidates`` (the places kiln or a hook writes to).
+    ``hook`` or ``doing`` ("the installer"): who ran out of space, when not kiln."""
+    written = Path(os.fsdecode(error.filename)) if error and error.filename else None
+    directory = _existing_directory(written) if written else _fullest(candidates)
+    quota = error is not None and error.errno != errno.ENOSPC
+    what = "the disk quota is used up" if quota else "no space is left"
+    place = f"on the file system holding {directory}" if directory else "on a file system"
+    free = _free_bytes(directory) if directory else None
+    detail = [f"{_size(free)} free there"] if free is not None else []
+    if written is not None and written != directory:
+        detail.insert(0, f"writing {written.name}")
+    doing = f"the build backend's {hook} hook" if hook else doing
+    prefix = f"{doing} ran out of disk space: " if doing else ""
+    return DiskFullError(
+        f"{prefix}{what} {place}"
+        + (f" ({', '.join(detail)})" if detail else "")
+        + "; free space there (`kiln cache prune` removes what earlier kiln runs left) "
+        "or choose another directory (--cache-dir, -o/--outdir)",
+        directory=directory or Path.cwd(),
+        hook=hook,
+        output_tail=output_tail,
+    )
+
+
+def _existing_directory(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return path.parent
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        stat = os.statvfs(directory)
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _fullest(candidates: Sequence[Path]) -> Path | None:
+    free = [(f, d) for d in candidates if (f := _free_bytes(d)) is not None]
+    return min(free, key=lambda pair: pair[0])[1] if free else None
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 # --- exit code 1: the backend failed ----------------------------------------

@@ -24,7 +24,8 @@ def write_json(
     """Replace ``path`` with ``data`` in one rename, so that a reader sees the old
     content or the new, never half of it. ``private``: readable by the owner alone.
 
-    Raises OSError, after removing the partial file.
+    Raises OSError naming ``path`` (ENOSPC on a full disk), after removing the
+    partial file.
     """
     # Named after the file and this process: concurrent writers never share one.
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
@@ -36,7 +37,9 @@ def write_json(
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)
         partial.replace(path)
-    except OSError:
+    except OSError as error:
         with contextlib.suppress(OSError):
             partial.unlink()
+        if error.filename is None:  # a write or a flush: say which file
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise

@@ -33,14 +33,27 @@ class BuildLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._stream: IO[bytes] = path.open("ab")
+        # Unbuffered: on a full disk a write fails at once and nothing is left
+        # pending for close() to fail on again.
+        self._stream: IO[bytes] = path.open("ab", buffering=0)
 
     def section(self, title: str) -> None:
-        self.write(f"\n=== {title}\n".encode())
+        # A path with a byte that is not UTF-8 comes back as that byte.
+        self.write(f"\n=== {title}\n".encode("utf-8", "surrogateescape"))
 
     def write(self, data: bytes) -> None:
-        self._stream.write(data)
-        self._stream.flush()
+        """Append ``data``; raises OSError naming the log (a full disk: ENOSPC)."""
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._stream.write(view)
+                if not written:
+                    break  # pragma: no cover - a regular file takes a byte or raises
+                view = view[written:]
+        except OSError as error:
+            if error.filename is None:
+                raise OSError(error.errno, error.strerror, str(self.path)) from error
+            raise
 
     def close(self) -> None:
         self._stream.close()

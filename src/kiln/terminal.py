@@ -7,7 +7,7 @@ import logging
 import sys
 
 from kiln.environments.envdir import RUN_DIR_NAME
-from kiln.errors import BackendError, KilnError
+from kiln.errors import BackendError, DiskFullError, KilnError
 from kiln.result import BuildResult
 
 
@@ -20,9 +20,11 @@ def success_line(result: BuildResult) -> str:
 def print_error(error: KilnError, verbosity: int) -> None:
     lines = [f"kiln: error: {error}"]
     # With -v the output was streamed already; repeating it helps no one.
-    if isinstance(error, BackendError) and error.output_tail and verbosity < 1:
-        lines.append(f"  last {len(error.output_tail)} lines of the backend's output:")
-        lines += [f"  | {line}" for line in error.output_tail]
+    # A hook that filled the disk is a DiskFullError: its output is shown as well.
+    tail = error.output_tail if isinstance(error, (BackendError, DiskFullError)) else ()
+    if tail and verbosity < 1:
+        lines.append(f"  last {len(tail)} lines of the backend's output:")
+        lines += [f"  | {line}" for line in tail]
     if error.log_path is not None:
         lines.append(f"  full log: {error.log_path}")
     print("\n".join(lines), file=sys.stderr)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from kiln.cache import Cache
+from kiln.jsonfiles import write_json
 from kiln.layout import LOGS, RUNS, project_label, project_place, worker_plans
 from kiln.locks import FileLock
 from kiln.process import BuildLog
@@ -41,6 +42,8 @@ LOCK_NAME = ".lock"
 FAILED_NAME = "failed.json"
 HOOK_RECORD_NAME = "hook.json"
 LOG_NAME = "build.log"
+# What a build works on in its place (see stable_dir).
+STABLE_NAMES = ("tmp", "source", "from-sdist", "build", "metadata")
 
 
 def new_run_id() -> str:
@@ -148,9 +151,26 @@ class Workspace:
         self._lock.release()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def fail(self, reason: str, *, source: Path, environment: Path | None) -> Path:
-        """Mark the run as failed and keep it; returns its directory."""
-        self.log.section(f"kiln: {reason}")
+    def fail(
+        self,
+        reason: str,
+        *,
+        source: Path,
+        environment: Path | None,
+        keep_sources: bool = True,
+    ) -> Path:
+        """Mark the run as failed and keep it; returns its directory.
+
+        ``keep_sources=False`` (the disk is full): the files the build worked on
+        are removed rather than kept, to give the space back; the log and the
+        record stay. Never raises OSError: a failure to keep something (a full
+        disk) must not hide the error that ended the run.
+        """
+        if not keep_sources:
+            self._discard_sources()  # first: the space comes back before anything is written
+            reason += "; its files were removed to free the space"
+        with contextlib.suppress(OSError):
+            self.log.section(f"kiln: {reason}")
         self.log.close()
         record = {
             "reason": reason,
@@ -161,7 +181,7 @@ class Workspace:
         }
         # The run is kept either way; the marker only helps `kiln debug` find it.
         with contextlib.suppress(OSError):
-            (self.root / FAILED_NAME).write_text(json.dumps(record, indent=2), encoding="utf-8")
+            write_json(self.root / FAILED_NAME, record, indent=2)
         self._keep_sources()
         self._lock.release()
         # Scratch files and the hooks' handoff files are of no use once the run is
@@ -169,8 +189,16 @@ class Workspace:
         shutil.rmtree(self.hooks, ignore_errors=True)
         self.tmp = self.root / "tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            self.tmp.mkdir(exist_ok=True)
         return self.root
+
+    def _discard_sources(self) -> None:
+        if self.place != self.root:
+            self._release_place()  # empties it
+            return
+        for name in STABLE_NAMES:  # in an --env-dir the place is the run directory
+            shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _keep_sources(self) -> None:
         """Move what the failed build worked on from the stable place into the run.
@@ -178,8 +206,8 @@ class Workspace:
         The next build of the project needs the place; the record of the failed
         hook is rewritten to point at the moved files.
         """
-        if self.place == self.root:
-            return
+        if self.place == self.root or self._place_lock is None:
+            return  # no place, or its files were removed already
         for entry in list(self.place.iterdir()):
             if entry.name != "tmp":
                 with contextlib.suppress(OSError):

@@ -244,7 +244,11 @@ class CachedEnvProvider:
             # Another run may have rebuilt it while this one waited.
             problem = "refresh requested" if refresh else self._unfit(path, key)
             if problem is not None:
-                self._create(path, key, problem, log)
+                try:
+                    self._create(path, key, problem, log)
+                except BaseException:
+                    lock.release()  # else held until the process ends: nobody could prune it
+                    raise
                 self._refreshed.add(key.digest)
             lock.acquire_shared()  # downgrade: others may use it alongside
         else:

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 from kiln.environments import BuildEnvironment
 from kiln.errors import (
+    DISK_FULL_WORDS,
     BackendUnavailableError,
     HookFailedError,
     HookUnsupportedError,
+    disk_full_error,
 )
 from kiln.hooks.plain import HookProcessError, SubprocessHookRunner, SubprocessRunner
 from kiln.process import BuildLog
@@ -86,9 +88,15 @@ class Backend:
         hook_name = f"build_{distribution}"
         hook = getattr(self._caller, hook_name)
         if distribution == "sdist":
-            return str(self._call(hook_name, lambda: hook(str(output_dir), config_settings)))
+            return str(
+                self._call(hook_name, lambda: hook(str(output_dir), config_settings), output_dir)
+            )
         metadata = str(metadata_directory) if metadata_directory else None
-        return str(self._call(hook_name, lambda: hook(str(output_dir), config_settings, metadata)))
+        return str(
+            self._call(
+                hook_name, lambda: hook(str(output_dir), config_settings, metadata), output_dir
+            )
+        )
 
     def prepare_metadata(
         self, distribution: str, output_dir: Path, config_settings: ConfigSettings
@@ -102,12 +110,16 @@ class Backend:
         hook = getattr(self._caller, hook_name)
         return str(
             self._call(
-                hook_name, lambda: hook(str(output_dir), config_settings, _allow_fallback=True)
+                hook_name,
+                lambda: hook(str(output_dir), config_settings, _allow_fallback=True),
+                output_dir,
             )
         )
 
-    def _call(self, hook_name: str, call: Callable[[], T]) -> T:
+    def _call(self, hook_name: str, call: Callable[[], T], output_dir: Path | None = None) -> T:
         from pyproject_hooks import BackendUnavailable, HookMissing, UnsupportedOperation
+
+        from kiln.hooks.caller import HookResultMissingError
 
         self.log.section(f"hook {hook_name} (backend {self.name}) in {self.project.source_dir}")
         logger.debug("calling %s of %s", hook_name, self.name)
@@ -116,12 +128,29 @@ class Backend:
                 warnings.simplefilter("always")
                 result = call()
         except HookProcessError as error:
+            if any(word in line for line in error.tail for word in DISK_FULL_WORDS):
+                # The hook's own error says the disk is full: name the fullest place
+                # it writes to (its tree, the output, its TMPDIR).
+                places = [self.project.source_dir, *([output_dir] if output_dir else [])]
+                if self._caller.environ.get("TMPDIR"):
+                    places.append(Path(self._caller.environ["TMPDIR"]))
+                raise disk_full_error(
+                    None, places, hook=hook_name, output_tail=error.tail
+                ) from None
             raise HookFailedError(
                 f"the build backend's {hook_name} hook failed "
                 f"({_exit_description(error.returncode)})",
                 hook=hook_name,
                 log_path=self.log.path,
                 output_tail=error.tail,
+            ) from None
+        except HookResultMissingError as error:
+            raise HookFailedError(
+                f"the build backend's {hook_name} hook exited with status 0 but "
+                f"{error.detail}: the backend ended the hook's process early "
+                "(os._exit() or sys.exit(0) inside the hook?)",
+                hook=hook_name,
+                log_path=self.log.path,
             ) from None
         except BackendUnavailable as error:
             detail = (error.traceback or "").strip().splitlines()

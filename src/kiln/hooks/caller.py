@@ -5,6 +5,12 @@ directory it makes with ``tempfile``, in the global temp dir. kiln keeps every
 file it writes in its own space, so this caller makes that directory inside the
 run directory instead, and, for ``kiln debug``, records what each hook call
 was while it runs. The protocol with the in-process script is unchanged.
+
+That protocol is private to pyproject-hooks, and no public way places the
+handoff directory, so :meth:`KilnHookCaller._call_hook` speaks it for every
+version ``pyproject-hooks>=1.1`` allows: the backend path goes in both the
+variable the 1.1 and 1.2 scripts read (``os.pathsep``-joined) and the one 1.3
+reads (JSON). The lowest-versions pass of ``.ci/run`` builds with 1.1.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class KilnHookCaller(BuildBackendHookCaller):
     def _call_hook(self, hook_name: str, kwargs: Mapping[str, Any]) -> Any:
         extra_environ = {"_PYPROJECT_HOOKS_BUILD_BACKEND": self.build_backend}
         if self.backend_path:
+            # 1.1 and 1.2 read the first, 1.3 the second; each ignores the other.
+            extra_environ["_PYPROJECT_HOOKS_BACKEND_PATH"] = os.pathsep.join(self.backend_path)
             extra_environ["_PYPROJECT_HOOKS_BACKEND_PATH_JSON"] = json.dumps(self.backend_path)
         handoff = Path(tempfile.mkdtemp(prefix=f"{hook_name}-", dir=self.handoff_root))
         (handoff / "input.json").write_text(json.dumps({"kwargs": kwargs}), encoding="utf-8")
@@ -68,7 +76,7 @@ class KilnHookCaller(BuildBackendHookCaller):
                 cwd=self.source_dir,
                 extra_environ=extra_environ,
             )
-        output: dict[str, Any] = json.loads((handoff / "output.json").read_text(encoding="utf-8"))
+        output = _read_output(handoff / "output.json", hook_name)
         if output.get("unsupported"):
             raise UnsupportedOperation(output.get("traceback", ""))
         if output.get("no_backend"):
@@ -106,3 +114,28 @@ class KilnHookCaller(BuildBackendHookCaller):
         fd = os.open(self.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
             json.dump(record, stream, indent=2)
+
+
+class HookResultMissingError(Exception):
+    """A hook process exited with status 0 without writing its result."""
+
+    def __init__(self, hook_name: str, detail: str) -> None:
+        super().__init__(f"{hook_name}: {detail}")
+        self.hook_name = hook_name
+        self.detail = detail
+
+
+def _read_output(path: Path, hook_name: str) -> dict[str, Any]:
+    """The in-process script's result; a backend that ends the process early
+    (``os._exit(0)`` in a hook) leaves none, or half of one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HookResultMissingError(hook_name, "it wrote no result") from None
+    try:
+        output = json.loads(text)
+    except ValueError:
+        raise HookResultMissingError(hook_name, "its result is not valid JSON") from None
+    if not isinstance(output, dict) or "return_val" not in output:
+        raise HookResultMissingError(hook_name, "its result has no return value") from None
+    return output

@@ -1,0 +1,226 @@
+"""A disk that fills up (ENOSPC): a clear error naming the place (exit 3), never a
+traceback, and a cache that is still usable, with its space back, afterwards.
+
+The real-disk tests mount a small tmpfs, which needs root (CI runs as root); where
+mounting is not allowed they skip and say so.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kiln.cache import Cache
+from kiln.errors import DiskFullError, disk_full_error
+from kiln.process import BuildLog
+from tests.conftest import ProjectFactory
+from tests.helpers import INSTALLERS, run_kiln
+
+FULL = "/dev/full"  # every write fails with ENOSPC
+
+Mount = Callable[[str, int], Path]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Mount]:
+    """mount(name, mebibytes): a tmpfs of that size at tmp_path/name."""
+    mounted: list[Path] = []
+
+    def mount(name: str, mebibytes: int) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        completed = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={mebibytes}m", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {completed.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _free(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _error_line(stderr: str) -> str:
+    assert not [line for line in stderr.splitlines() if line.startswith("Traceback")], stderr
+    return next(line for line in stderr.splitlines() if line.startswith("kiln: error:"))
+
+
+def _fill(directory: Path, leave: int = 0) -> Path:
+    """Fill ``directory``'s file system to the last byte (but ``leave`` bytes); returns
+    the file that does it."""
+    pad = directory / "pad"
+    if leave:
+        pad.write_bytes(b"\0" * (_free(directory) - leave))
+        return pad
+    size = 1 << 20
+    with pad.open("wb", buffering=0) as stream:
+        while True:
+            try:
+                stream.write(b"\0" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+                if size == 1:
+                    return pad
+                size //= 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("output_lines", [0, 500], ids=["hook-says-so", "log-write-fails"])
+def test_a_hook_that_fills_the_cache_is_a_clear_error_and_gives_the_space_back(
+    project: ProjectFactory, small_disk: Mount, output_lines: int
+) -> None:
+    cache = small_disk("cache", 30)
+    env = dict(os.environ, KILN_FIXTURE_FILL_OUTPUT=str(output_lines))
+    # hook-says-so: the hook's OSError is what tells; log-write-fails: the hook's
+    # output finds no room in the log either.
+    completed = run_kiln(project("hook_fills_disk"), "--cache-dir", cache, env=env)
+    assert completed.returncode == 3, completed.stderr
+    line = _error_line(completed.stderr)
+    assert "no space is left on the file system holding " + str(cache) in line
+    assert "kiln cache prune" in line
+    # The failed run took the space back (the filler was in its sources), kept its log.
+    assert _free(cache) > 25 << 20
+    (run,) = (cache / "runs-v1").iterdir()
+    record = json.loads((run / "failed.json").read_text())
+    assert "its files were removed to free the space" in record["reason"]
+    assert (run / "build.log").is_file()
+    # The next run on the cache works, and so does prune.
+    completed = run_kiln(project("flit_project"), "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+    completed = run_kiln("cache", "prune", "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.integration
+def test_a_cache_full_before_the_run_is_a_clear_error_and_usable_once_freed(
+    project: ProjectFactory, small_disk: Mount
+) -> None:
+    cache = small_disk("cache", 8)
+    source = project("flit_project")
+    pad = _fill(cache)
+    # A new cache on a full disk.
+    completed = run_kiln(source, "--cache-dir", cache)
+    assert completed.returncode == 3, completed.stderr
+    assert f"no space is left on the file system holding {cache}" in _error_line(completed.stderr)
+    pad.unlink()
+    assert run_kiln(source, "--cache-dir", cache).returncode == 0
+    pad = _fill(cache)
+    # A cache in use, now full.
+    completed = run_kiln(source, "--cache-dir", cache)
+    assert completed.returncode == 3, completed.stderr
+    assert f"no space is left on the file system holding {cache}" in _error_line(completed.stderr)
+    pad.unlink()
+    completed = run_kiln(source, "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize("fresh", [False, True], ids=["cached-env", "fresh-env"])
+def test_an_install_that_fills_the_cache_leaves_no_half_made_environment(
+    project: ProjectFactory, small_disk: Mount, installer: str, fresh: bool
+) -> None:
+    cache = small_disk("cache", 8)
+    source = project("hatchling_project")
+    assert run_kiln("cache", "info", "--cache-dir", cache).returncode == 0
+    pad = _fill(cache, leave=600 << 10)  # room for a venv, not for hatchling and its own
+    before = _free(cache)
+    options = ["--installer", installer, *(["--fresh-env"] if fresh else [])]
+    completed = run_kiln(source, "--cache-dir", cache, *options)
+    assert completed.returncode == 3, completed.stderr
+    line = _error_line(completed.stderr)
+    assert line.startswith("kiln: error: the installer ran out of disk space: no space is left")
+    assert str(cache) in line
+    # The half-made environment is gone (it would keep the disk full), the log kept.
+    assert [p.name for p in cache.glob("envs-v1/*") if p.is_dir()] == []
+    (run,) = (cache / "runs-v1").iterdir()
+    assert not (run / "env").exists()
+    assert _free(cache) > before - (100 << 10)
+    pad.unlink()
+    completed = run_kiln(source, "--cache-dir", cache, *options)
+    assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.integration
+def test_a_hook_that_fills_the_outdir_names_it_and_keeps_the_failed_build(
+    project: ProjectFactory, small_disk: Mount, tmp_path: Path
+) -> None:
+    outdir = small_disk("out", 4)
+    env = dict(os.environ, KILN_FIXTURE_FILL_DIR=str(outdir / ".kiln-staging-fill"))
+    completed = run_kiln(project("hook_fills_disk"), "-w", "-o", outdir, env=env)
+    assert completed.returncode == 3, completed.stderr
+    line = _error_line(completed.stderr)
+    assert line.startswith("kiln: error: the build backend's build_wheel hook ran out of disk")
+    assert f"no space is left on the file system holding {outdir}" in line
+    assert "| OSError: [Errno 28] No space left on device" in completed.stderr
+    # The cache is on another disk: the failed build is kept as ever, for kiln debug.
+    (run,) = (tmp_path / "kiln-cache" / "runs-v1").iterdir()
+    assert "removed" not in json.loads((run / "failed.json").read_text())["reason"]
+    assert (run / "hook.json").is_file()
+    assert not list(outdir.glob("*.whl"))
+
+
+def test_a_log_on_a_full_disk_raises_naming_itself() -> None:
+    if not Path(FULL).exists():
+        pytest.skip(f"no {FULL} on this system")
+    log = BuildLog(Path(FULL))
+    try:
+        with pytest.raises(OSError) as raised:
+            log.write(b"output\n")
+    finally:
+        log.close()  # nothing pending: closing a log on a full disk does not fail again
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == FULL
+
+
+def test_the_disk_full_error_names_the_directory_and_its_free_space(tmp_path: Path) -> None:
+    error = disk_full_error(
+        OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "gone" / "x.json"))
+    )
+    assert isinstance(error, DiskFullError)
+    assert error.exit_code == 3
+    assert error.directory == tmp_path
+    assert str(error).startswith(f"no space is left on the file system holding {tmp_path} (")
+    quota = disk_full_error(OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path)))
+    assert str(quota).startswith(f"the disk quota is used up on the file system holding {tmp_path}")
+    hook = disk_full_error(None, [tmp_path], hook="build_wheel", output_tail=["x"])
+    assert str(hook).startswith("the build backend's build_wheel hook ran out of disk space: ")
+    assert hook.output_tail == ["x"]
+
+
+def test_prune_frees_a_failed_run_whose_record_a_full_disk_cut_short(tmp_path: Path) -> None:
+    # kiln before this fix left exactly this: the run's files (what filled the disk)
+    # and an empty failed.json, which made prune keep it as a recent failed build.
+    cache = Cache.open(tmp_path / "cache")
+    runs = cache.bucket("runs-v1")
+    cut_short, whole = runs / "20260101-000000-1", runs / "20260101-000000-2"
+    for run in (cut_short, whole):
+        (run / "from-sdist").mkdir(parents=True)
+        (run / "from-sdist" / "filler.bin").write_bytes(b"\0" * 4096)
+    (cut_short / "failed.json").write_bytes(b"")
+    (whole / "failed.json").write_text(json.dumps({"reason": "a hook failed"}))
+    report = cache.prune()
+    assert report.failed_runs == [cut_short]
+    assert report.freed >= 4096
+    assert not cut_short.exists()
+    assert whole.exists()
+    shutil.rmtree(whole)
