@@ -43,6 +43,7 @@ def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
 def plans_in_cache(tmp_path: Path) -> Path:
     """The plans file of the project "proj" in a new cache with a kiln-made environment."""
     cache = Cache.open(tmp_path / "cache").root
+    (cache / "projects-v1").mkdir(mode=0o700, exist_ok=True)
     kiln_made_environment(cache)
     return worker_plans(project_place(cache, "proj"))
 

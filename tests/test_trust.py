@@ -36,7 +36,10 @@ posix_only = pytest.mark.skipif(os.name == "nt", reason="ownership and modes are
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
-    return Cache.open(tmp_path / "cache").root
+    root = Cache.open(tmp_path / "cache").root
+    for bucket in ("envs-v1", "projects-v1", "runs-v1", "logs-v1"):
+        (root / bucket).mkdir(mode=0o700, exist_ok=True)
+    return root
 
 
 def give_away(path: Path) -> None:
