@@ -121,6 +121,33 @@ def test_a_bucket_another_user_owns_or_can_write_is_refused(cache: Path, bucket:
 
 
 @posix_only
+@needs_root
+def test_an_environment_another_user_planted_is_refused_before_any_reuse(cache: Path) -> None:
+    planted = cache / "envs-v1" / "f223ef35e22645fd"
+    (planted / "bin").mkdir(parents=True)
+    (planted / "kiln-env.json").write_text("{}")
+    give_away(planted)
+    with pytest.raises(UsageError, match="f223ef35e22645fd in kiln's cache is owned by another"):
+        Cache.open(cache)
+    planted.rename(cache / "theirs")
+    (cache / "envs-v1" / "f223ef35e22645fd.lock").symlink_to(cache / "theirs")
+    with pytest.raises(UsageError, match="is a symbolic link, which kiln never makes there"):
+        Cache.open(cache)
+
+
+@posix_only
+def test_an_environment_made_under_umask_000_in_a_private_bucket_is_fine(cache: Path) -> None:
+    made = cache / "envs-v1" / "f223ef35e22645fd"
+    made.mkdir()
+    made.chmod(0o777)
+    assert mode(cache / "envs-v1") == 0o700, "no one else can reach it"
+    Cache.open(cache)
+    (cache / "envs-v1").chmod(0o711)  # others may enter: now the environment is exposed
+    with pytest.raises(UsageError, match="f223ef35e22645fd in kiln's cache is writable by group"):
+        Cache.open(cache)
+
+
+@posix_only
 def test_a_place_replaced_by_a_link_is_not_emptied(cache: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     (victim / "src").mkdir(parents=True)

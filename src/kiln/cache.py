@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kiln.errors import UsageError
 from kiln.layout import CACHE_DIR_ENV, ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
-from kiln.trust import entry_problem, root_problem
+from kiln.trust import enterable_by_others, entry_problem, root_problem
 
 TAG_NAME = "CACHEDIR.TAG"
 # Written into CACHEDIR.TAG; backup tools skip directories holding it
@@ -107,6 +107,9 @@ class Cache:
                 problem = entry_problem(root / name, directory=True)
                 if problem is not None:
                     raise UsageError(problem)
+            problem = _environments_problem(root / ENVS)
+            if problem is not None:
+                raise UsageError(problem)
             if claim:
                 if stat.S_IMODE(root.stat().st_mode) != 0o700:
                     root.chmod(0o700)  # an older kiln's cache, or one made by hand
@@ -256,6 +259,21 @@ def _modified(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # removed meanwhile by a concurrent run
         return 0.0
+
+
+def _environments_problem(environments: Path) -> str | None:
+    """What makes an entry of the environments' bucket untrustworthy, if anything:
+    checked before any environment is reused. Where no one else can enter the
+    bucket, a mode that would let them write inside does no harm (an environment
+    made under umask 000)."""
+    if not environments.is_dir():
+        return None
+    exposed = enterable_by_others(environments)
+    for entry in environments.iterdir():
+        problem = entry_problem(entry, directory=None, exposed=exposed)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _remove(path: Path) -> None:

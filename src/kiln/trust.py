@@ -68,9 +68,9 @@ def root_problem(root: Path) -> str | None:
     return None
 
 
-def entry_problem(path: Path, *, directory: bool, exposed: bool = True) -> str | None:
-    """What makes ``path``, an entry kiln made in its cache, untrustworthy, if
-    anything; None also when it does not exist.
+def entry_problem(path: Path, *, directory: bool | None, exposed: bool = True) -> str | None:
+    """What makes ``path``, an entry kiln made in its cache (a directory, a file, or
+    None: either), untrustworthy, if anything; None also when it does not exist.
 
     ``exposed``: other users can reach it (some directory above it lets them
     in); where they cannot, a mode that would let them write does no harm.
@@ -84,15 +84,16 @@ def entry_problem(path: Path, *, directory: bool, exposed: bool = True) -> str |
         return None
     except OSError as error:
         return f"cannot check {path} in kiln's cache: {error.strerror or error}"
-    kind = "directory" if directory else "file"
     if stat.S_ISLNK(status.st_mode):
         return (
             f"{path} in kiln's cache is a symbolic link, which kiln never makes there; "
             f"remove it (rm {path}) or {_CHOOSE_ANOTHER}"
         )
-    is_kind = stat.S_ISDIR(status.st_mode) if directory else stat.S_ISREG(status.st_mode)
-    if not is_kind:
-        return f"{path} in kiln's cache is not a {kind}; remove it or {_CHOOSE_ANOTHER}"
+    if directory is not None:
+        is_kind = stat.S_ISDIR(status.st_mode) if directory else stat.S_ISREG(status.st_mode)
+        if not is_kind:
+            kind = "directory" if directory else "file"
+            return f"{path} in kiln's cache is not a {kind}; remove it or {_CHOOSE_ANOTHER}"
     if status.st_uid != user:
         return (
             f"{path} in kiln's cache is owned by another user (uid {status.st_uid}); "
