@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 
 from kiln.cache import Cache
+from kiln.errors import UsageError
 from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
 from tests.conftest import ProjectFactory
-from tests.helpers import run_kiln
+from tests.helpers import FIXTURES, SRC, run_kiln, snapshot
+from tests.readonly import SETUP_FAILED, readonly_world_available, run_in_readonly_world
 
 DAY = 24 * 3600
 
 
 def make_run(cache: Path, name: str, *, age: float, failed: bool = False) -> Path:
+    Cache.open(cache)
     run = cache / "runs-v1" / name
     (run / "tmp").mkdir(parents=True)
     (run / "tmp" / "junk").write_bytes(b"x" * 1000)
@@ -91,7 +94,7 @@ def test_clean_spares_runs_in_progress(tmp_path: Path) -> None:
     cache = Path(os.environ["KILN_CACHE_DIR"])
     idle = make_run(cache, "idle", age=0)
     held = make_run(cache, "held", age=0)
-    (cache / "logs-v1").mkdir()
+    (cache / "logs-v1").mkdir(exist_ok=True)
     (cache / "logs-v1" / "x.log").write_text("log")
     with FileLock(held / ".lock") as lock:
         assert lock.acquire()
@@ -101,6 +104,150 @@ def test_clean_spares_runs_in_progress(tmp_path: Path) -> None:
     assert held.exists()
     assert f"kept {held}" in completed.stderr
     assert (cache / "CACHEDIR.TAG").is_file()
+
+
+def a_user_directory(root: Path) -> Path:
+    """A directory that is not a cache: a checkout, say."""
+    (root / "src").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / "src" / "main.py").write_text("x\n")
+    return root
+
+
+@pytest.mark.parametrize("action", ["clean", "prune"])
+def test_clean_and_prune_refuse_a_directory_that_is_not_a_kiln_cache(
+    tmp_path: Path, action: str
+) -> None:
+    directory = a_user_directory(tmp_path / "v")
+    before = snapshot(directory)
+    completed = run_kiln("cache", action, "--cache-dir", directory)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"kiln: error: {directory} is not a kiln cache directory"), line
+    assert snapshot(directory) == before, "nothing is written, nothing removed"
+
+
+@pytest.mark.parametrize("action", ["clean", "prune"])
+def test_clean_and_prune_refuse_a_cache_holding_what_kiln_did_not_make(
+    tmp_path: Path, action: str
+) -> None:
+    cache = Cache.open(tmp_path / "c").root
+    (cache / "notes.txt").write_text("mine")
+    make_run(cache, "crashed", age=2 * DAY)
+    before = snapshot(cache)
+    completed = run_kiln("cache", action, "--cache-dir", cache)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert f"{cache} holds notes.txt, which kiln did not make" in line, line
+    assert snapshot(cache) == before
+
+
+def test_clean_removes_plans_and_places_but_not_those_in_use(tmp_path: Path) -> None:
+    cache = Cache.open(tmp_path / "c").root
+    projects = cache / "projects-v1"
+    projects.mkdir(exist_ok=True)
+    for label in ("idle", "busy"):
+        (projects / label / "source").mkdir(parents=True)
+        (projects / f"{label}.worker.json").write_text("{}")
+    (projects / "idle.worker.json.123.partial").write_text("{")
+    with FileLock(projects / "busy.lock") as lock:
+        assert lock.acquire_exclusive(blocking=False)
+        completed = run_kiln("cache", "clean", "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in projects.iterdir()) == ["busy", "busy.lock", "busy.worker.json"]
+    assert f"kept {projects / 'busy'}: a kiln run is using it" in completed.stderr
+
+
+def test_clean_leaves_another_kiln_versions_bucket(tmp_path: Path) -> None:
+    cache = Cache.open(tmp_path / "c").root
+    (cache / "envs-v2" / "x").mkdir(parents=True)
+    completed = run_kiln("cache", "clean", "--cache-dir", cache)
+    assert completed.returncode == 0, completed.stderr
+    assert (cache / "envs-v2" / "x").is_dir()
+    assert f"kept {cache / 'envs-v2'}: another kiln version's" in completed.stderr
+
+
+def test_a_build_refuses_a_directory_that_is_not_empty_nor_a_kiln_cache(tmp_path: Path) -> None:
+    directory = a_user_directory(tmp_path / "v")
+    before = snapshot(directory)
+    with pytest.raises(UsageError, match="is not a kiln cache directory"):
+        Cache.open(directory)
+    assert snapshot(directory) == before
+    # A tag another tool wrote does not make it kiln's.
+    (directory / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    with pytest.raises(UsageError, match="is not a kiln cache directory"):
+        Cache.open(directory)
+
+
+@pytest.mark.integration  # hermetic installers, should a build start after all
+def test_a_build_refuses_a_user_directory_on_the_command_line(tmp_path: Path) -> None:
+    directory = a_user_directory(tmp_path / "v")
+    before = snapshot(directory)
+    completed = run_kiln(FIXTURES / "flit_project", "--cache-dir", directory, "-o", tmp_path)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert "is not a kiln cache directory" in line
+    assert snapshot(directory) == before
+
+
+def test_an_empty_directory_becomes_a_cache(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    cache = Cache.open(tmp_path / "empty")
+    assert (cache.root / "CACHEDIR.TAG").read_text().startswith("Signature: ")
+    assert Cache.open(tmp_path / "empty") == cache, "and is one from then on"
+
+
+def test_info_reads_without_creating(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet"
+    completed = run_kiln("cache", "info", "--cache-dir", missing)
+    assert completed.returncode == 0, completed.stderr
+    assert "total" in completed.stdout
+    assert not missing.exists()
+    completed = run_kiln("cache", "clean", "--cache-dir", missing)
+    assert completed.returncode == 0, completed.stderr
+    assert not missing.exists()
+
+
+def make_failed_run(cache: Path) -> Path:
+    """A failed run as kiln keeps it, without the hook's record."""
+    run = make_run(cache, "20260101-000000-1", age=0, failed=True)
+    record = {"reason": "test failure", "time": time.time(), "source": str(cache)}
+    (run / "failed.json").write_text(json.dumps(record))
+    return run
+
+
+def test_info_and_debug_print_read_a_read_only_cache(tmp_path: Path) -> None:
+    reason = readonly_world_available()
+    if reason is not None:
+        pytest.skip(reason)
+    cache = tmp_path / "read-only-cache"
+    run = make_failed_run(cache)
+    world = tmp_path / "world"
+    world.mkdir()
+    environ = {**os.environ, "PYTHONPATH": str(SRC), "KILN_CACHE_DIR": str(cache)}
+    for command in (["cache", "info"], ["debug", "--print"]):
+        done = run_in_readonly_world([sys.executable, "-m", "kiln", *command], world, environ)
+        assert done.returncode != SETUP_FAILED, done.stderr
+        assert done.returncode == 0, (command, done.stderr)
+        assert str(cache if command[0] == "cache" else run) in done.stdout
+
+
+def test_debug_says_when_the_failed_builds_directory_is_gone(tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    run = make_failed_run(cache)
+    source = tmp_path / "removed-project"
+    record = json.loads((run / "failed.json").read_text())
+    (run / "failed.json").write_text(json.dumps(record | {"source": str(source)}))
+    hook = {"hook": "build_wheel", "cwd": str(source), "environ": {}, "python": "python"}
+    hook |= {"backend": "b", "backend_path": [], "kwargs": {}}
+    (run / "hook.json").write_text(json.dumps(hook))
+    completed = run_kiln("debug", "--cache-dir", cache, env={**os.environ, "SHELL": "true"})
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert f"kiln: error: the failed build ran in {source}, which no longer exists" in line
+    printed = run_kiln("debug", "--print", "--cache-dir", cache)
+    assert printed.returncode == 0, printed.stderr
+    assert f"{source} (no longer there)" in printed.stdout
 
 
 @pytest.mark.integration

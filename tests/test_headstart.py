@@ -8,15 +8,29 @@ from pathlib import Path
 
 import pytest
 
+from kiln.cache import Cache
 from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
 from kiln.layout import project_place, worker_plans
 from tests.helpers import pid_alive
 
 
+def kiln_made_environment(cache: Path, name: str = "0123456789abcdef") -> Path:
+    """An environment in ``cache`` as kiln leaves one (its record, its interpreter a
+    link to the Python it was made from): its interpreter's path."""
+    env = cache / "envs-v1" / name
+    (env / "bin").mkdir(parents=True)
+    (env / "kiln-env.json").write_text("{}")
+    python = env / "bin" / "python"
+    python.symlink_to(sys.executable)
+    return python
+
+
 def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
-    """A plan for a worker of this interpreter that imports the json module as its backend."""
+    """A plan for a worker of a kiln-made environment's interpreter in the cache at
+    ``tmp_path / "cache"`` that imports the json module as its backend."""
+    python = tmp_path / "cache" / "envs-v1" / "0123456789abcdef" / "bin" / "python"
     fields: dict[str, object] = {
-        "python": sys.executable,
+        "python": str(python),
         "backend": "json",
         "environ": {"PATH": "/usr/bin:/bin"},
         "cwd": str(tmp_path),
@@ -26,8 +40,16 @@ def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
     return fields | changes
 
 
+def plans_in_cache(tmp_path: Path) -> Path:
+    """The plans file of the project "proj" in a new cache with a kiln-made environment."""
+    cache = Cache.open(tmp_path / "cache").root
+    (cache / "projects-v1").mkdir(mode=0o700, exist_ok=True)
+    kiln_made_environment(cache)
+    return worker_plans(project_place(cache, "proj"))
+
+
 def test_plans_are_kept_per_source_the_most_recent_ones(tmp_path: Path) -> None:
-    plans = tmp_path / "proj.worker.json"
+    plans = plans_in_cache(tmp_path)
     sources = [tmp_path / f"checkout{number}" / "proj" for number in range(KEPT_PLANS + 1)]
     for number, source in enumerate(sources):
         keep_plan(plans, source, plan_fields(tmp_path, cwd=str(number)))
@@ -43,12 +65,18 @@ def test_plans_are_kept_per_source_the_most_recent_ones(tmp_path: Path) -> None:
 
 
 def test_a_plans_file_from_another_version_is_replaced(tmp_path: Path) -> None:
-    plans = tmp_path / "proj.worker.json"
+    plans = plans_in_cache(tmp_path)
     plans.write_text(json.dumps(plan_fields(tmp_path)))  # one bare plan, as kiln kept before
     source = tmp_path / "proj"
     assert read_plan(plans, source) is None
     keep_plan(plans, source, plan_fields(tmp_path))
-    assert json.loads(plans.read_text()) == {str(source): plan_fields(tmp_path)}
+    assert list(json.loads(plans.read_text())) == [str(source)]
+    assert read_plan(plans, source) == plan_fields(tmp_path)
+    # Plans that kept the hooks' whole environment go, whichever source they are for.
+    other = str(tmp_path / "other")
+    plans.write_text(json.dumps({other: plan_fields(tmp_path)}))
+    keep_plan(plans, source, plan_fields(tmp_path))
+    assert list(json.loads(plans.read_text())) == [str(source)]
 
 
 @pytest.mark.parametrize(
@@ -68,9 +96,7 @@ def test_a_build_starts_the_planned_worker_unless_its_hooks_run_plain(
         monkeypatch.setenv("KILN_HOOK_RUNNER", variable)
     cache, source = tmp_path / "cache", tmp_path / "src" / "proj"
     source.mkdir(parents=True)
-    place = project_place(cache, "proj")
-    place.parent.mkdir(parents=True)
-    keep_plan(worker_plans(place), source, plan_fields(tmp_path))
+    keep_plan(plans_in_cache(tmp_path), source, plan_fields(tmp_path))
 
     started = start_for_build(source, cache, option)
     if not starts:
@@ -95,7 +121,5 @@ def test_no_plan_or_a_plan_without_a_lasting_environment_starts_nothing(tmp_path
     cache, source = tmp_path / "cache", tmp_path / "proj"
     source.mkdir()
     assert start_for_build(source, cache, "warm") is None
-    place = project_place(cache, "proj")
-    place.parent.mkdir(parents=True)
-    keep_plan(worker_plans(place), source, plan_fields(tmp_path, generation=None))
+    keep_plan(plans_in_cache(tmp_path), source, plan_fields(tmp_path, generation=None))
     assert start_for_build(source, cache, "warm") is None

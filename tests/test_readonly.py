@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.cache import CACHEDIR_TAG
 from tests.helpers import FIXTURES, INSTALLERS, SRC, wheel_files
 from tests.readonly import SETUP_FAILED, readonly_world_available, run_in_readonly_world
 
@@ -143,7 +144,7 @@ def test_no_writable_cache_is_a_usage_error(
         environ["KILN_CACHE_DIR"] = str(cache)
         if where == "existing":  # a cache made earlier, now on a read-only mount
             (cache / "CACHEDIR.TAG").parent.mkdir()
-            (cache / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+            (cache / "CACHEDIR.TAG").write_text(CACHEDIR_TAG)  # kiln's, so a kiln cache
     else:
         environ.pop("KILN_CACHE_DIR", None)
         environ["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")

@@ -12,6 +12,7 @@ import pytest
 
 import kiln
 from kiln.backends import with_stable_build_dir
+from kiln.cache import Cache
 from kiln.project import Project
 from tests.conftest import ProjectFactory
 from tests.helpers import run_kiln
@@ -51,6 +52,7 @@ def test_the_stable_place_is_emptied_before_and_after(
 ) -> None:
     source = project("flit_project")
     place = Path(os.environ["KILN_CACHE_DIR"]) / "projects-v1" / "flit_project"
+    Cache.open()  # a cache kiln made, as the leftovers of a crashed run are in one
     (place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit").mkdir(parents=True)
     stale = place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit" / "stale.py"
     stale.write_text("STALE = True\n")

@@ -522,12 +522,11 @@ def test_the_next_run_takes_the_worker_started_ahead(
     assert (source, plan["backend"]) == (str(probe_project), "setuptools.build_meta")
 
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "second"))
-    # The variables differ from the first run's: the worker started ahead may not serve.
+    # The variables differ from the first run's (the plan keeps their digest): no worker
+    # is started ahead, so none has to be stopped.
     second = build_logging_warm(probe_project, tmp_path / "out2", cache, caplog)
-    [stopped] = STOPPED_AHEAD.findall(second)
-    assert not pid_alive(int(stopped))
+    assert not STOPPED_AHEAD.search(second)
     assert not STARTED_AHEAD.search(second)
-    assert read_reports(tmp_path / "second")["build_sdist"]["ppid"] != int(stopped)
 
     # The same variables as the run before: the hooks get the worker started ahead.
     third = build_logging_warm(probe_project, tmp_path / "out3", cache, caplog)

@@ -8,23 +8,32 @@ can change a bucket's layout without misreading an older one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import UsageError, disk_full_error, is_disk_full
-from kiln.layout import CACHE_DIR_ENV, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.errors import KilnError, UsageError, disk_full_error, is_disk_full
+from kiln.layout import CACHE_DIR_ENV, ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.trust import enterable_by_others, entry_problem, root_problem
 
+TAG_NAME = "CACHEDIR.TAG"
 # Written into CACHEDIR.TAG; backup tools skip directories holding it
-# (https://bford.info/cachedir/).
+# (https://bford.info/cachedir/). Its second line is how kiln knows a cache it made.
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by kiln.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
+BUCKETS = (ENVS, PROJECTS, RUNS, LOGS)
+# A bucket of any kiln version: what `kiln cache clean` finds beside this version's.
+_ANY_VERSION_BUCKET = re.compile(r"(?:envs|projects|runs|logs)-v[0-9]+")
+_PLAN_SUFFIX = ".worker.json"  # kiln.layout.worker_plans
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
 KEPT_LOGS = 50
@@ -37,37 +46,99 @@ STALE_RUN_AGE = 24 * 3600
 # Names from the run directory layout (see kiln.workspace), needed here to prune.
 _RUN_LOCK = ".lock"
 _RUN_FAILED = "failed.json"
+_IN_USE = "a kiln run is using it"
 
 
 @dataclass(frozen=True)
 class Cache:
-    """An existing, tagged cache directory."""
+    """An existing, tagged cache directory that only its owner can change."""
 
     root: Path
 
     @classmethod
     def open(cls, explicit: Path | None = None) -> Cache:
+        """The cache a build uses: created owner-only if missing, else checked.
+
+        An existing directory is taken only when it is a kiln cache (kiln's
+        CACHEDIR.TAG) or empty: a cache is emptied bit by bit, so kiln never
+        moves into a directory of the user's. Raises UsageError.
+        """
         root = resolve_cache_dir(explicit)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            tag = root / "CACHEDIR.TAG"
-            if not tag.exists():
-                tag.write_text(CACHEDIR_TAG, encoding="utf-8")
-            # An existing directory on a read-only mount passes the lines above.
-            if not os.access(root, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EROFS, "not writable")
+            root.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                root.mkdir(mode=0o700)
+                root.chmod(0o700)  # exactly, whatever the umask took away
         except OSError as error:
-            if is_disk_full(error):
-                raise disk_full_error(error, [root]) from error
-            raise UsageError(
-                f"cannot use cache directory {root}: {error.strerror or error}; "
-                f"choose another with --cache-dir or {CACHE_DIR_ENV}, or build with --env-dir"
-            ) from error
-        return cls(root)
+            raise _unusable(root, error) from error
+        cache = cls(root)
+        cache._check(claim=True, write=True)
+        return cache
+
+    @classmethod
+    def existing(cls, explicit: Path | None = None, *, write: bool = False) -> Cache | None:
+        """The cache, checked as :meth:`open` does but never created nor changed;
+        None when there is none. ``write``: the caller means to remove things."""
+        root = resolve_cache_dir(explicit)
+        if not os.path.lexists(root):
+            return None
+        cache = cls(root)
+        cache._check(claim=False, write=write)
+        return cache
+
+    def _check(self, *, claim: bool, write: bool) -> None:
+        """Refuse a directory another user can change, or one that is not kiln's;
+        ``claim``: make an empty one a cache, and keep the cache owner-only."""
+        root = self.root
+        problem = root_problem(root)
+        if problem is not None:
+            raise UsageError(problem)
+        try:
+            if not _is_kiln_cache(root, claim=claim):
+                raise UsageError(
+                    f"{root} is not a kiln cache directory: it is not empty and has no "
+                    f"{TAG_NAME} written by kiln, and kiln only uses an empty directory or "
+                    f"one it made; choose another with --cache-dir or {CACHE_DIR_ENV}"
+                )
+            # An existing directory on a read-only mount passes the lines above.
+            if write and not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EROFS, "not writable")
+            for name in BUCKETS:
+                problem = entry_problem(root / name, directory=True)
+                if problem is not None:
+                    raise UsageError(problem)
+            problem = _environments_problem(root / ENVS)
+            if problem is not None:
+                raise UsageError(problem)
+            if claim:
+                if stat.S_IMODE(root.stat().st_mode) != 0o700:
+                    root.chmod(0o700)  # an older kiln's cache, or one made by hand
+                for name in BUCKETS:
+                    self.bucket(name)
+        except OSError as error:
+            raise _unusable(root, error) from error
+
+    def refuse_foreign_entries(self, command: str) -> None:
+        """Refuse (UsageError) a cache holding a top-level entry kiln did not make,
+        before ``command`` removes anything."""
+        for entry in sorted(self.root.iterdir()):
+            if entry.name != TAG_NAME and not _ANY_VERSION_BUCKET.fullmatch(entry.name):
+                raise UsageError(
+                    f"{self.root} holds {entry.name}, which kiln did not make, so it may not "
+                    f"be a kiln cache; {command} only works on a directory that holds what "
+                    f"kiln made: move {entry} out of it, or name the right one with "
+                    f"--cache-dir or {CACHE_DIR_ENV}"
+                )
 
     def bucket(self, name: str) -> Path:
+        """The bucket ``name``, made owner-only if missing. Raises UsageError for one
+        kiln may not trust (a link, another user's)."""
         path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        problem = entry_problem(path, directory=True)
+        if problem is not None:
+            raise UsageError(problem)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
         return path
 
     def prune_logs(self, keep: int = KEPT_LOGS) -> None:
@@ -117,50 +188,63 @@ class Cache:
             if is_locked(run / _RUN_LOCK):
                 continue
             report.freed += _size(run)
-            shutil.rmtree(run, ignore_errors=True)
+            _remove(run)
             (report.failed_runs if is_failed else report.stale_runs).append(run)
-        from kiln.environments.cached import ENVS, prune_environments
+        from kiln.environments.cached import prune_environments
 
         def count(path: Path) -> None:
             report.freed += _size(path)
 
         report.environments = prune_environments(self.root / ENVS, before_removal=count)
-        before = set(self.bucket(LOGS).glob("*.log"))
-        self.prune_logs()
-        report.logs = len(before - set(self.bucket(LOGS).glob("*.log")))
+        if (self.root / LOGS).is_dir():
+            before = set(self.bucket(LOGS).glob("*.log"))
+            self.prune_logs()
+            report.logs = len(before - set(self.bucket(LOGS).glob("*.log")))
         return report
 
     def sizes(self) -> dict[str, int]:
         """Bytes used by each bucket."""
-        return {entry.name: _size(entry) for entry in sorted(self.root.iterdir()) if entry.is_dir()}
+        if not self.root.is_dir():
+            return {}
+        return {
+            entry.name: _size(entry)
+            for entry in sorted(self.root.iterdir())
+            if entry.is_dir() and not entry.is_symlink()
+        }
 
-    def clean(self) -> list[Path]:
-        """Remove everything but what live kiln runs are using; returns what stayed."""
-        from kiln.environments.cached import ENVS, prune_environments
+    def clean(self) -> list[tuple[Path, str]]:
+        """Remove what kiln made, but what live kiln runs are using; returns what
+        stayed, and why. Only kiln's own buckets are looked into."""
+        from kiln.environments.cached import prune_environments
         from kiln.locks import is_locked
 
-        kept: list[Path] = []
+        kept: list[tuple[Path, str]] = []
         for entry in sorted(self.root.iterdir()):
-            if entry.name == "CACHEDIR.TAG":
-                continue
-            if entry.name == ENVS and entry.is_dir():
+            if entry.name == TAG_NAME or not entry.is_dir() or entry.is_symlink():
+                continue  # refuse_foreign_entries named anything else
+            if entry.name == ENVS:
                 prune_environments(entry, max_age=0, keep=0, half_made_grace=0)
-                kept += [p for p in entry.iterdir() if p.is_dir()]
-                continue
-            if entry.name in (RUNS, PROJECTS) and entry.is_dir():
-                for item in entry.iterdir():
-                    lock = item / _RUN_LOCK if entry.name == RUNS else Path(f"{item}.lock")
+                kept += [(p, _IN_USE) for p in sorted(entry.iterdir()) if p.is_dir()]
+            elif entry.name == RUNS:
+                for item in sorted(entry.iterdir()):
+                    if is_locked(item / _RUN_LOCK):
+                        kept.append((item, _IN_USE))
+                    else:
+                        _remove(item)
+            elif entry.name == PROJECTS:
+                for item in sorted(entry.iterdir()):
                     if item.suffix == ".lock":
                         continue  # lock files stay: see prune_environments
-                    if is_locked(lock):
-                        kept.append(item)
-                    else:
-                        shutil.rmtree(item, ignore_errors=True)
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+                    # A place, or its plans file (or one being written): the place's lock.
+                    label = item.name.partition(_PLAN_SUFFIX)[0]
+                    if not is_locked(entry / f"{label}.lock"):
+                        _remove(item)
+                    elif item.name == label:
+                        kept.append((item, _IN_USE))
+            elif entry.name == LOGS:
+                _remove(entry)
             else:
-                entry.unlink(missing_ok=True)
+                kept.append((entry, "another kiln version's; its own kiln cache clean removes it"))
         return kept
 
 
@@ -189,6 +273,82 @@ def _modified(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # removed meanwhile by a concurrent run
         return 0.0
+
+
+def _environments_problem(environments: Path) -> str | None:
+    """What makes an entry of the environments' bucket untrustworthy, if anything:
+    checked before any environment is reused. Where no one else can enter the
+    bucket, a mode that would let them write inside does no harm (an environment
+    made under umask 000)."""
+    if not environments.is_dir():
+        return None
+    exposed = enterable_by_others(environments)
+    for entry in environments.iterdir():
+        problem = entry_problem(entry, directory=None, exposed=exposed)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path``: a directory with what it holds, anything else (a link too)
+    by itself. Never follows a link."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
+    """Whether ``root`` holds kiln's CACHEDIR.TAG, or nothing (``claim``: then it
+    gets one). Raises OSError."""
+    tag = root / TAG_NAME
+    # Another kiln run may be writing the tag of a new cache: give it a moment.
+    for _ in range(100):
+        text = _read_tag(tag)
+        if text is not None and _is_kiln_tag_text(text):
+            return True
+        entries = [entry.name for entry in root.iterdir()]
+        if not entries:
+            if not claim:
+                return True  # an empty directory is an empty cache
+            try:
+                descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue  # another run was quicker
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                stream.write(CACHEDIR_TAG)
+            return True
+        if entries != [TAG_NAME] or text is None or not CACHEDIR_TAG.startswith(text):
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def _read_tag(tag: Path) -> str | None:
+    """The start of ``tag`` if it is a regular file, else None."""
+    try:
+        if not stat.S_ISREG(tag.lstat().st_mode):
+            return None
+        with tag.open(encoding="utf-8", errors="replace") as stream:
+            return stream.read(4096)
+    except OSError:
+        return None
+
+
+def _is_kiln_tag_text(text: str) -> bool:
+    # The signature, then the line saying kiln wrote it (later lines may change).
+    return text.splitlines()[:2] == CACHEDIR_TAG.splitlines()[:2]
+
+
+def _unusable(root: Path, error: OSError) -> KilnError:
+    if is_disk_full(error):
+        return disk_full_error(error, [root])
+    return UsageError(
+        f"cannot use cache directory {root}: {error.strerror or error}; "
+        f"choose another with --cache-dir or {CACHE_DIR_ENV}, or build with --env-dir"
+    )
 
 
 def _size(path: Path) -> int:

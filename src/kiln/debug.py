@@ -18,6 +18,7 @@ from typing import Any
 from kiln.cache import Cache
 from kiln.environments.envdir import RUN_DIR_NAME
 from kiln.errors import UsageError
+from kiln.trust import entry_problem
 from kiln.workspace import FAILED_NAME, HOOK_RECORD_NAME, LOG_NAME
 
 
@@ -73,6 +74,16 @@ def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> Faile
 
 
 def load_failed_build(run_dir: Path) -> FailedBuild:
+    """The failed build kept in ``run_dir``; UsageError if its records cannot be read,
+    or may not be trusted: kiln debug starts a shell with the variables they hold."""
+    for path, directory in (
+        (run_dir, True),
+        (run_dir / FAILED_NAME, False),
+        (run_dir / HOOK_RECORD_NAME, False),
+    ):
+        problem = entry_problem(path, directory=directory)
+        if problem is not None:
+            raise UsageError(problem)
     try:
         record = json.loads((run_dir / FAILED_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:

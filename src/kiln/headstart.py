@@ -10,6 +10,16 @@ processes, and imports nothing heavy for it.
 
 The plans file beside a place holds a plan per source path: projects whose
 directories share a name share a place (and take turns in it), but not a plan.
+
+A plan is something kiln runs, so it is trusted only as far as the cache is
+(:mod:`kiln.trust`): the plans file must be the user's and writable by no one
+else, and the interpreter it names must be that of an environment kiln made in
+the same cache. Nor does it keep the hooks' environment variables, which may
+hold tokens and passwords: only those kiln set or changed (none that look like
+a credential: a build that needs one gets no head start), the names of those it
+removed, and a salted SHA-256 digest of the whole. The worker starts with the
+environment rebuilt from the variables of the run at hand, and only if the
+digest matches.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import subprocess
 from pathlib import Path
 
 from kiln.layout import (
+    ENVS,
     HOOK_RUNNER_ENV,
     absolute_source,
     project_place,
@@ -29,6 +40,7 @@ from kiln.layout import (
     source_label,
     worker_plans,
 )
+from kiln.trust import entry_problem, interpreter_problem, root_problem
 
 TYPE_CHECKING = False  # spares importing typing, as the command line imports this first
 if TYPE_CHECKING:
@@ -103,45 +115,116 @@ class HeadStart:
 
 
 def read_plan(plans: Path, source: Path) -> dict[str, Any] | None:
-    """The fields of the plan kept in ``plans`` for builds of ``source``, if any."""
+    """The fields of the plan kept in ``plans`` (``CACHE/projects-v1/<label>.worker.json``)
+    for builds of ``source``, with the hooks' environment rebuilt for this run;
+    None if there is none, the cache is not to be trusted, or the environment
+    differs from the one the plan was kept for."""
+    cache = plans.parent.parent
+    if (
+        root_problem(cache)
+        or entry_problem(plans.parent, directory=True)
+        or entry_problem(plans, directory=False)
+    ):
+        return None
     try:
         kept = json.loads(plans.read_bytes())
     except (OSError, ValueError):
         return None
-    fields = kept.get(str(source)) if isinstance(kept, dict) else None
-    return fields if isinstance(fields, dict) else None
+    stored = kept.get(str(source)) if isinstance(kept, dict) else None
+    return _rebuilt(stored) if isinstance(stored, dict) else None
 
 
 def keep_plan(plans: Path, source: Path, fields: dict[str, Any]) -> None:
-    """Keep ``fields`` in ``plans`` as the plan for builds of ``source``; the caller
+    """Keep ``fields`` in ``plans`` as the plan for builds of ``source``, without
+    secrets (or drop the plan, if the variables kiln set hold one); the caller
     holds the place, so no other run writes the file meanwhile. Raises OSError."""
     from kiln.jsonfiles import read_json_object, write_json
 
-    # Entries not keyed by a source path come from another version of kiln.
-    kept = {key: plan for key, plan in read_json_object(plans).items() if Path(key).is_absolute()}
+    # Entries not keyed by a source path, or holding the hooks' whole environment,
+    # come from another version of kiln.
+    kept = {
+        key: plan
+        for key, plan in read_json_object(plans).items()
+        if Path(key).is_absolute() and isinstance(plan, dict) and "environ" not in plan
+    }
     key = str(source)
-    if list(kept)[-1:] == [key] and kept[key] == fields:
+    if list(kept)[-1:] == [key] and _rebuilt(kept[key]) == fields:
         return  # kept already, and the most recent
     kept.pop(key, None)
-    kept[key] = fields
-    # Readable by the user alone: a plan holds the hooks' environment variables.
+    stored = _storable(fields)
+    if stored is not None:
+        kept[key] = stored
+    # Readable by the user alone, in case a variable holds what no rule here spotted.
     write_json(plans, dict(list(kept.items())[-KEPT_PLANS:]), private=True)
 
 
+def _storable(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """``fields`` as kept: the variables kiln set or changed, the names of those it
+    removed, and a digest of all; None when what it set looks like a credential."""
+    import re
+
+    environ: dict[str, str] = fields["environ"]
+    changed = {name: value for name, value in environ.items() if os.environ.get(name) != value}
+    looks_secret = re.compile(
+        r"TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|API_?KEY|ACCESS_?KEY|PRIVATE", re.IGNORECASE
+    )
+    url_with_user = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
+    for name, value in changed.items():
+        if looks_secret.search(name) or url_with_user.search(value):
+            return None
+    salt = os.urandom(16).hex()
+    stored = {name: value for name, value in fields.items() if name != "environ"}
+    stored["environ_set"] = changed
+    stored["environ_unset"] = sorted(name for name in os.environ if name not in environ)
+    stored["environ_salt"] = salt
+    stored["environ_sha256"] = _digest(salt, environ)
+    return stored
+
+
+def _rebuilt(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan's fields with the environment rebuilt from this process's, or None
+    when it does not match the digest kept (or the plan is malformed)."""
+    changed, unset = stored.get("environ_set"), stored.get("environ_unset")
+    salt, digest = stored.get("environ_salt"), stored.get("environ_sha256")
+    if not (isinstance(changed, dict) and isinstance(unset, list) and isinstance(salt, str)):
+        return None
+    removed = set(unset)
+    environ = {name: value for name, value in os.environ.items() if name not in removed}
+    environ.update(changed)
+    try:
+        if _digest(salt, environ) != digest:
+            return None
+    except (TypeError, ValueError):  # not strings
+        return None
+    fields = {name: value for name, value in stored.items() if not name.startswith("environ_")}
+    fields["environ"] = environ
+    return fields
+
+
+def _digest(salt: str, environ: dict[str, str]) -> str:
+    import hashlib
+
+    text = json.dumps([salt, sorted(environ.items())])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def start(plans: Path, source: Path) -> HeadStart | None:
-    """Start the worker the plan kept for ``source`` describes, if it is usable."""
+    """Start the worker the plan kept for ``source`` describes, if it is usable: an
+    interpreter of an environment kiln made in the same cache, lasting."""
     fields = read_plan(plans, source)
     if fields is None or not fields.get("generation"):
         return None  # no plan, or one from an environment that does not last
     try:
+        python, warm_imports = Path(fields["python"]), fields["warm_imports"]
+        environments = plans.parent.parent / ENVS
+        if entry_problem(environments, directory=True) or interpreter_problem(python, environments):
+            return None
+        if warm_imports is not None and Path(warm_imports).parent != python.parent.parent:
+            return None  # the notes are the environment's own
         launched = launch(
-            fields["python"],
-            fields["backend"],
-            fields["environ"],
-            fields["cwd"],
-            fields["warm_imports"],
+            str(python), fields["backend"], fields["environ"], fields["cwd"], warm_imports
         )
-    except KeyError:
+    except (KeyError, TypeError):
         return None
     return HeadStart(plans, source, fields, launched) if isinstance(launched, Launched) else None
 

@@ -26,6 +26,8 @@ RUNS = "runs-v1"
 # Stable per-project working directories (see kiln.workspace): same path every build.
 PROJECTS = "projects-v1"
 LOGS = "logs-v1"
+# Reusable build environments (kiln.environments.cached, which names it too).
+ENVS = "envs-v1"
 
 
 def path_from_environment(name: str) -> Path | None:

@@ -66,7 +66,9 @@ class FileLock:
 
     def _take(self, *, shared: bool, blocking: bool) -> bool:
         held = self._fd is not None
-        fd = self._fd if self._fd is not None else os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Owner-only, and never through a link: a lock file's content is overwritten.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = self._fd if self._fd is not None else os.open(self.path, flags, 0o600)
         if not _lock(fd, shared=shared, blocking=blocking):
             if not held:
                 os.close(fd)

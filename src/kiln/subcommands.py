@@ -83,13 +83,23 @@ def _cache(action: str, explicit: Path | None) -> int:
         return 0
     from kiln.cache import Cache
 
-    cache = Cache.open(explicit)
+    # Only read, or only remove: an existing cache, never one made here.
+    cache = Cache.existing(explicit, write=action != "info")
+    if cache is None:
+        root = resolve_cache_dir(explicit)
+        if action == "info":
+            print(f"{'total':<12} {_human(0):>10}  {root} (not made yet)")
+        else:
+            print(f"no kiln cache at {root}: nothing to remove")
+        return 0
     if action == "info":
         sizes = cache.sizes()
         for bucket, size in sizes.items():
             print(f"{bucket:<12} {_human(size):>10}")
         print(f"{'total':<12} {_human(sum(sizes.values())):>10}  {cache.root}")
-    elif action == "prune":
+        return 0
+    cache.refuse_foreign_entries(f"kiln cache {action}")
+    if action == "prune":
         report = cache.prune()
         print(
             f"removed {len(report.stale_runs)} stale run(s), {len(report.failed_runs)} old "
@@ -99,8 +109,8 @@ def _cache(action: str, explicit: Path | None) -> int:
     else:
         kept = cache.clean()
         print(f"cleaned {cache.root}")
-        for run in kept:
-            print(f"kept {run}: a kiln run is using it", file=sys.stderr)
+        for path, why in kept:
+            print(f"kept {path}: {why}", file=sys.stderr)
     return 0
 
 
@@ -111,17 +121,19 @@ def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: boo
 
     cache: Cache | None
     try:
-        cache = Cache.open(explicit_cache)
+        # Read, never written: a read-only cache is fine.
+        cache = Cache.existing(explicit_cache)
     except UsageError:
         if env_dir is None:
             raise
         cache = None
     failed = find_failed_build(cache, env_dir)
+    cwd = failed.cwd
     print(f"Failed build of {failed.source} ({describe_age(failed.when)})")
     print(f"  reason:      {failed.reason.splitlines()[0]}")
     if failed.environment is not None:
         print(f"  environment: {failed.environment}")
-    print(f"  directory:   {failed.cwd}")
+    print(f"  directory:   {cwd}{'' if cwd.is_dir() else ' (no longer there)'}")
     print(f"  log:         {failed.log}")
     rerun = failed.rerun_command()
     if rerun is not None:
@@ -129,11 +141,16 @@ def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: boo
         print(f"  {rerun}")
     if print_only:
         return 0
+    if not cwd.is_dir():
+        raise UsageError(
+            f"the failed build ran in {cwd}, which no longer exists (moved or removed), "
+            f"so there is no shell to open there; its log is {failed.log}"
+        )
     shell = os.environ.get("SHELL") or ("cmd.exe" if os.name == "nt" else "/bin/sh")
     print(f"Starting {shell} there; exit it to leave.", flush=True)
     environ = failed.environ(dict(os.environ))
     environ["KILN_DEBUG_BUILD"] = str(failed.run_dir)
-    return subprocess.call([shell], cwd=failed.cwd, env=environ)
+    return subprocess.call([shell], cwd=cwd, env=environ)
 
 
 def _human(size: float) -> str:

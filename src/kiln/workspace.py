@@ -31,10 +31,12 @@ import time
 from pathlib import Path
 
 from kiln.cache import Cache
+from kiln.errors import UsageError
 from kiln.jsonfiles import write_json
-from kiln.layout import LOGS, RUNS, project_label, project_place, worker_plans
+from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
 from kiln.locks import FileLock
 from kiln.process import BuildLog
+from kiln.trust import entry_problem
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ HOOK_RECORD_NAME = "hook.json"
 LOG_NAME = "build.log"
 # What a build works on in its place (see stable_dir).
 STABLE_NAMES = ("tmp", "source", "from-sdist", "build", "metadata")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def new_run_id() -> str:
@@ -74,34 +77,50 @@ class Workspace:
         self.cache = cache
         self.label = project_label(label)
         self.run_id = run_id
-        root.mkdir(parents=True, exist_ok=True)
+        _refuse_untrusted(root, directory=True)
+        # Owner-only, whatever the umask: the cache's rule (see kiln.trust).
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = FileLock(root / LOCK_NAME)
         if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
             raise RuntimeError(f"run directory {root} is already in use")
         self.place = place or root
         self._place_lock: FileLock | None = None
         if place is not None:
-            self._claim_place(place)
+            try:
+                self._claim_place(place)
+            except BaseException:
+                self._lock.release()
+                shutil.rmtree(root, ignore_errors=True)
+                raise
         self.tmp = self.place / "tmp"
-        self.tmp.mkdir(exist_ok=True)
+        self.tmp.mkdir(mode=0o700, exist_ok=True)
         self.hooks = root / "hooks"
-        self.hooks.mkdir(exist_ok=True)
+        self.hooks.mkdir(mode=0o700, exist_ok=True)
+        _create_private(root / LOG_NAME)
         self.log = BuildLog(root / LOG_NAME)
 
     @classmethod
     def in_cache(cls, cache: Cache, label: str) -> Workspace:
         run_id = new_run_id()
-        place = project_place(cache.root, label)
+        place = cache.bucket(PROJECTS) / project_label(label)
         return cls(
             cache.bucket(RUNS) / run_id, cache=cache, label=label, run_id=run_id, place=place
         )
 
     def _claim_place(self, place: Path) -> None:
-        place.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(place.parent / f"{place.name}.lock")
+        lock_path = place.parent / f"{place.name}.lock"
+        _refuse_untrusted(lock_path, directory=False)
+        lock = FileLock(lock_path)
         if not lock.acquire_exclusive(blocking=False):
             logger.info("Waiting for another kiln run building %s", self.label)
             lock.acquire_exclusive()
+        try:
+            # Emptied below: never through a link, nor another user's directory.
+            _refuse_untrusted(place, directory=True)
+            place.mkdir(mode=0o700, exist_ok=True)
+        except BaseException:
+            lock.release()
+            raise
         self._place_lock = lock
         # Whatever an earlier run left (a crash, or a build of another checkout with
         # the same name) must not reach this build's artifacts.
@@ -181,7 +200,7 @@ class Workspace:
         }
         # The run is kept either way; the marker only helps `kiln debug` find it.
         with contextlib.suppress(OSError):
-            write_json(self.root / FAILED_NAME, record, indent=2)
+            write_json(self.root / FAILED_NAME, record, indent=2, private=True)
         self._keep_sources()
         self._lock.release()
         # Scratch files and the hooks' handoff files are of no use once the run is
@@ -190,7 +209,7 @@ class Workspace:
         self.tmp = self.root / "tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         with contextlib.suppress(OSError):
-            self.tmp.mkdir(exist_ok=True)
+            self.tmp.mkdir(mode=0o700, exist_ok=True)
         return self.root
 
     def _discard_sources(self) -> None:
@@ -219,6 +238,18 @@ class Workspace:
             old, new = json.dumps(str(self.place))[1:-1], json.dumps(str(self.root))[1:-1]
             record.write_text(text.replace(old, new), encoding="utf-8")
         self._release_place()
+
+
+def _refuse_untrusted(path: Path, *, directory: bool) -> None:
+    """Raise UsageError for an existing ``path`` kiln may not trust (see kiln.trust)."""
+    problem = entry_problem(path, directory=directory)
+    if problem is not None:
+        raise UsageError(problem)
+
+
+def _create_private(path: Path) -> None:
+    """Create the file ``path``, readable by its owner alone, if it is missing."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600))
 
 
 def _empty(directory: Path) -> None:
