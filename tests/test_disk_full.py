@@ -39,7 +39,7 @@ def small_disk(tmp_path: Path) -> Iterator[Mount]:
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
             pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
         completed = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={mebibytes}m", "tmpfs", str(path)],
+            ["mount", "-t", "tmpfs", "-o", f"size={mebibytes}m,mode=700", "tmpfs", str(path)],
             capture_output=True,
             text=True,
             check=False,
@@ -114,16 +114,17 @@ def test_a_hook_that_fills_the_cache_is_a_clear_error_and_gives_the_space_back(
 def test_a_cache_full_before_the_run_is_a_clear_error_and_usable_once_freed(
     project: ProjectFactory, small_disk: Mount
 ) -> None:
-    cache = small_disk("cache", 8)
+    disk = small_disk("disk", 8)
+    cache = disk / "cache"  # kiln takes only an empty directory or its own cache
     source = project("flit_project")
-    pad = _fill(cache)
+    pad = _fill(disk)
     # A new cache on a full disk.
     completed = run_kiln(source, "--cache-dir", cache)
     assert completed.returncode == 3, completed.stderr
     assert f"no space is left on the file system holding {cache}" in _error_line(completed.stderr)
     pad.unlink()
     assert run_kiln(source, "--cache-dir", cache).returncode == 0
-    pad = _fill(cache)
+    pad = _fill(disk)
     # A cache in use, now full.
     completed = run_kiln(source, "--cache-dir", cache)
     assert completed.returncode == 3, completed.stderr
@@ -139,10 +140,11 @@ def test_a_cache_full_before_the_run_is_a_clear_error_and_usable_once_freed(
 def test_an_install_that_fills_the_cache_leaves_no_half_made_environment(
     project: ProjectFactory, small_disk: Mount, installer: str, fresh: bool
 ) -> None:
-    cache = small_disk("cache", 8)
+    disk = small_disk("disk", 8)
+    cache = disk / "cache"  # kiln takes only an empty directory or its own cache
     source = project("hatchling_project")
-    assert run_kiln("cache", "info", "--cache-dir", cache).returncode == 0
-    pad = _fill(cache, leave=600 << 10)  # room for a venv, not for hatchling and its own
+    cache.mkdir(mode=0o700)
+    pad = _fill(disk, leave=600 << 10)  # room for a venv, not for hatchling and its own
     before = _free(cache)
     options = ["--installer", installer, *(["--fresh-env"] if fresh else [])]
     completed = run_kiln(source, "--cache-dir", cache, *options)

@@ -317,8 +317,14 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
                 descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 continue  # another run was quicker
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                stream.write(CACHEDIR_TAG)
+            try:
+                with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                    stream.write(CACHEDIR_TAG)
+            except OSError:
+                # A full disk, say: a cut-short tag would make the directory look
+                # like someone else's from then on.
+                tag.unlink(missing_ok=True)
+                raise
             return True
         if entries != [TAG_NAME] or text is None or not CACHEDIR_TAG.startswith(text):
             return False
