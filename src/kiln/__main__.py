@@ -6,11 +6,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+_VERSION_ARGS = (["--version"], ["-V"])
+# 128 + SIGINT: what a shell reports for a command Ctrl-C stopped.
+_EXIT_INTERRUPTED = 130
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     # `kiln --version` is on the hot path of scripts and benchmarks: skip argparse.
-    if args in (["--version"], ["-V"]):
+    if args in _VERSION_ARGS:
         from kiln import __version__
 
         print(f"kiln {__version__}")
@@ -23,13 +27,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> None:
     """The console script: :func:`main`, then exit without tearing the interpreter down.
 
+    An interrupt (Ctrl-C, or SIGTERM and SIGHUP, which raise
+    :class:`kiln.errors.Terminated`) at any point ends kiln with 128 + the signal
+    and at most a line, never a traceback: where the build is under way, the
+    command line reports it (and what was kept) itself; before that, or should a
+    second interrupt cut the cleanup short, it is reported here.
+
     By the end of a run kiln has closed its files and stopped its workers; what is
     left is freeing every module and object one by one, which takes longer than
     a warm build's own work in kiln. The exit handlers still run (logging flushes
     its handlers there) and the standard streams are flushed; a failure to write
     them fails the exit as the interpreter's own would (status 120).
     """
-    status = main()
+    status = _EXIT_INTERRUPTED
+    try:
+        try:
+            if sys.argv[1:] not in _VERSION_ARGS:  # which stays free of the signal module
+                _stop_on_termination()
+            status = main()
+            _ignore_signals()
+        except KeyboardInterrupt as interrupt:
+            status = _exit_status(interrupt)
+            _ignore_signals()
+            _say(f"kiln: interrupted{_by(interrupt)}")
+    except KeyboardInterrupt as interrupt:  # another one, while reporting the first
+        status = _exit_status(interrupt)
+        _ignore_signals()
     import atexit
 
     atexit._run_exitfuncs()
@@ -39,6 +62,52 @@ def console() -> None:
         except (OSError, ValueError):
             status = status or 120
     os._exit(status)
+
+
+def _stop_on_termination() -> None:
+    """Make SIGTERM and SIGHUP raise Terminated, as Ctrl-C raises KeyboardInterrupt,
+    so that they stop what kiln started and keep the failed build just as Ctrl-C does.
+    A signal ignored when kiln started (``nohup``) stays ignored."""
+    import signal
+
+    from kiln.errors import Terminated
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(signum, signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, terminate)
+
+
+def _ignore_signals() -> None:
+    """From here on kiln is only exiting, with nothing left running to stop: an
+    interrupt now would only cut the exit handlers short (with a traceback)."""
+    signal = sys.modules.get("signal")  # not loaded: nothing but the default handlers
+    if signal is not None:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                signal.signal(signum, signal.SIG_IGN)
+
+
+def _exit_status(interrupt: KeyboardInterrupt) -> int:
+    exit_code = getattr(interrupt, "exit_code", _EXIT_INTERRUPTED)
+    return exit_code if isinstance(exit_code, int) else _EXIT_INTERRUPTED
+
+
+def _by(interrupt: KeyboardInterrupt) -> str:
+    name = getattr(interrupt, "name", None)
+    return f" by {name}" if isinstance(name, str) else ""
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if it can still be written (after SIGHUP, the terminal may be gone)."""
+    try:  # noqa: SIM105 (contextlib would cost an import before any interrupt)
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
