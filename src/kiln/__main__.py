@@ -40,13 +40,17 @@ def console() -> None:
     them fails the exit as the interpreter's own would (status 120).
     """
     status = _EXIT_INTERRUPTED
+    sys.unraisablehook = _unraisable
     try:
         try:
             if sys.argv[1:] not in _VERSION_ARGS:  # which stays free of the signal module
                 _stop_on_termination()
             status = main()
             _ignore_signals()
-        except KeyboardInterrupt as interrupt:
+        except BaseException as error:
+            interrupt = _interrupt_behind(error)
+            if interrupt is None:
+                raise
             status = _exit_status(interrupt)
             _ignore_signals()
             _say(f"kiln: interrupted{_by(interrupt)}")
@@ -90,6 +94,36 @@ def _ignore_signals() -> None:
             signum = getattr(signal, name, None)
             if signum is not None:
                 signal.signal(signum, signal.SIG_IGN)
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An interrupt that comes while Python runs a callback it cannot raise from (one
+    the import machinery registered, a ``__del__``) would be printed with a traceback,
+    then forgotten: raise it again a moment later, outside the callback."""
+    interrupt = unraisable.exc_value
+    if not isinstance(interrupt, KeyboardInterrupt) or os.name != "posix":
+        sys.__unraisablehook__(unraisable)
+        return
+    import signal
+
+    def again(signum: int, frame: object) -> None:
+        raise interrupt
+
+    # Not the interrupt's own signal, sent now: Python would run its handler in here.
+    signal.signal(signal.SIGALRM, again)
+    signal.setitimer(signal.ITIMER_REAL, 0.001)
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt ``error`` is, or was directly caused by: Python 3.11 turns one
+    that comes while a class is being made (an import) into a RuntimeError."""
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 10:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        cause, seen = cause.__cause__, seen + 1
+    return None
 
 
 def _exit_status(interrupt: KeyboardInterrupt) -> int:

@@ -14,6 +14,7 @@ the whole group (:func:`stop_process_group`), and should kiln itself be killed
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import logging
@@ -152,6 +153,7 @@ def run_logged(
     """
     log_command(log, command, cwd)
     sink = OutputSink(log)
+    reaper = GroupReaper.get()  # before the child: it is listed the moment it exists
     process = subprocess.Popen(
         list(command),
         cwd=cwd,
@@ -162,8 +164,9 @@ def run_logged(
         start_new_session=os.name == "posix",
     )
     assert process.stdout is not None
-    reaper = GroupReaper.watch(process.pid)
     try:
+        if reaper is not None:
+            reaper.watch(process.pid)
         _read_until_exit(process, OutputPipe(process.stdout.fileno()), sink)
         returncode = process.wait()
         end_process_group(process.pid)
@@ -271,23 +274,25 @@ class GroupReaper:
         self.fd = fd
         self.pid = os.getpid()
 
-    @classmethod
-    def watch(cls, pgid: int) -> GroupReaper | None:
-        """List ``pgid``; the reaper listing it, or None where there is none."""
-        reaper = cls._get()
-        if reaper is not None and not reaper._tell(f"+{pgid}"):
-            reaper = None
-        return reaper
+    def watch(self, pgid: int) -> None:
+        """List ``pgid``: the watcher kills that group if kiln exits before :meth:`forget`."""
+        self._tell(f"+{pgid}")
 
     def forget(self, pgid: int) -> None:
+        """Take ``pgid`` off the list, once kiln has ended the group itself."""
         self._tell(f"-{pgid}")
 
     @classmethod
-    def _get(cls) -> GroupReaper | None:
+    def get(cls) -> GroupReaper | None:
+        """This process's watcher, started if need be; None where there can be none."""
         current = cls._current
-        if current is not None and current.pid == os.getpid() and current.process.poll() is None:
-            return current
-        cls._current = None
+        if current is not None:
+            if current.pid == os.getpid() and current.process.poll() is None:
+                return current
+            # Gone, or a forked copy of kiln's: that copy must not keep the other open.
+            with contextlib.suppress(OSError):
+                os.close(current.fd)
+            cls._current = None
         if os.name != "posix" or not Path("/bin/sh").exists():
             return None
         read_end, write_end = os.pipe()
@@ -305,11 +310,21 @@ class GroupReaper:
         finally:
             os.close(read_end)
         cls._current = cls(process, write_end)
+        atexit.register(cls._close)
         return cls._current
 
-    def _tell(self, line: str) -> bool:
-        try:
+    @classmethod
+    def _close(cls) -> None:
+        """At exit, with every group ended: let the watcher go now, not at teardown."""
+        current, cls._current = cls._current, None
+        if current is None or current.pid != os.getpid():
+            return
+        with contextlib.suppress(OSError):
+            os.close(current.fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            current.process.wait(TERMINATE_GRACE_SECONDS)
+
+    def _tell(self, line: str) -> None:
+        # A line is far below PIPE_BUF: written whole, at once, or not at all.
+        with contextlib.suppress(OSError):  # the watcher is gone: the next child starts another
             os.write(self.fd, f"{line}\n".encode())
-        except OSError:
-            return False
-        return True
