@@ -180,17 +180,30 @@ def test_a_child_group_ends_when_the_process_running_it_is_sigkilled(tmp_path: P
 
 
 # setup.py of a setuptools project: in build_wheel (setuptools runs it with bdist_wheel),
-# start a background process that keeps the hook's stdout, write its pid, and go on.
+# start a background process that keeps the hook's stdout, write "<hook pid> <its pid>",
+# and go on (or, with KILN_TEST_HANG set, hang).
 BACKGROUND_SETUP = (
-    "import os, subprocess, sys\n"
+    "import os, subprocess, sys, time\n"
     "from setuptools import setup\n"
     "pid_file = os.environ.get('KILN_TEST_BACKGROUND_PID')\n"
     "if pid_file and 'bdist_wheel' in sys.argv:\n"
     "    background = subprocess.Popen(['sleep', '300'])\n"
-    + textwrap.indent(write_atomically("pid_file", "str(background.pid)"), "    ")
+    + textwrap.indent(write_atomically("pid_file", "f'{os.getpid()} {background.pid}'"), "    ")
     + "    print('KILN-TEST: left a background process', flush=True)\n"
+    "    if os.environ.get('KILN_TEST_HANG'):\n"
+    "        time.sleep(300)\n"
     "setup(name='kiln-test-background', version='1.0', packages=[])\n"
 )
+
+
+def background_project(root: Path) -> Path:
+    source = root / "background"
+    source.mkdir()
+    (source / "setup.py").write_text(BACKGROUND_SETUP)
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    return source
 
 
 @pytest.mark.integration
@@ -198,12 +211,7 @@ BACKGROUND_SETUP = (
 def test_a_background_process_a_hook_leaves_neither_holds_the_build_nor_survives_it(
     tmp_path: Path, runner: str
 ) -> None:
-    source = tmp_path / "background"
-    source.mkdir()
-    (source / "setup.py").write_text(BACKGROUND_SETUP)
-    (source / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-    )
+    source = background_project(tmp_path)
     pid_file = tmp_path / "background.pid"
     process = subprocess.Popen(
         [sys.executable, "-m", "kiln", str(source), "-w", "-v", "--hook-runner", runner],
@@ -218,8 +226,32 @@ def test_a_background_process_a_hook_leaves_neither_holds_the_build_nor_survives
     assert process.returncode == 0, stderr
     assert "KILN-TEST: left a background process" in stderr
     assert list((source / "dist").glob("kiln_test_background-1.0-*.whl"))
-    background = int(pid_file.read_text())
+    background = int(pid_file.read_text().split()[1])
     assert not pid_alive(background), "the hook's background process outlived kiln"
+
+
+@pytest.mark.integration
+def test_sigterm_during_a_warm_hook_stops_the_worker_the_hook_and_what_it_started(
+    tmp_path: Path,
+) -> None:
+    source = background_project(tmp_path)
+    pid_file = tmp_path / "pids"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiln", str(source), "-w", "--hook-runner", "warm"],
+        env=dict(os.environ, KILN_TEST_BACKGROUND_PID=str(pid_file), KILN_TEST_HANG="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    hook, background = map(int, wait_for_file(pid_file, process).split())
+    worker = int(Path(f"/proc/{hook}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
+    assert process.returncode == 143, stderr
+    assert "kiln: interrupted by SIGTERM" in stderr
+    assert "Traceback" not in stderr
+    for pid in (worker, hook, background):
+        assert not pid_alive(pid), f"process {pid} outlived kiln"
 
 
 def test_stopping_a_child_that_has_exited_still_ends_what_it_left(tmp_path: Path) -> None:
