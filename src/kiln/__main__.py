@@ -90,7 +90,8 @@ def _ignore_signals() -> None:
     interrupt now would only cut the exit handlers short (with a traceback)."""
     signal = sys.modules.get("signal")  # not loaded: nothing but the default handlers
     if signal is not None:
-        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        # SIGALRM: an interrupt raised again (_unraisable) that is still to come.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM"):
             signum = getattr(signal, name, None)
             if signum is not None:
                 signal.signal(signum, signal.SIG_IGN)
