@@ -12,12 +12,11 @@ and the rest of kiln is imported while it does.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
-from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, KilnError, UsageError
+from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, KilnError, Terminated, UsageError
 from kiln.layout import ENV_DIR_ENV, HOOK_RUNNER_CHOICES, INSTALLER_CHOICES, path_from_environment
 from kiln.subcommands import SUBCOMMANDS
 
@@ -41,7 +40,8 @@ exit codes:
   2    bad usage or bad project configuration
   3    the build environment could not be set up (installer failure, missing
        requirements with --no-isolation)
-  130  interrupted
+  130  interrupted (Ctrl-C); 143 stopped by SIGTERM, 129 by SIGHUP (128 + the
+       signal); the child processes are stopped and the failed build is kept
 
 maintenance:
   kiln cache {dir,info,prune,clean}   inspect or clean the cache directory
@@ -252,8 +252,8 @@ def run(argv: Sequence[str]) -> int:
         except KilnError as error:
             print_error(error, 0)
             return error.exit_code
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as interrupt:
+            return interrupt_status(interrupt)
     args = build_parser().parse_args(argv)
     head_start = _head_start(args)
     try:
@@ -274,7 +274,7 @@ def _head_start(args: argparse.Namespace) -> HeadStart | None:
 
 
 def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:
-    from kiln.terminal import configure_logging, print_error, print_kept_build, success_line
+    from kiln.terminal import configure_logging, print_error, print_interrupted, success_line
 
     verbosity = args.verbose - args.quiet
     configure_logging(verbosity)
@@ -300,8 +300,12 @@ def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:
     except KilnError as error:
         print_error(error, verbosity)
         return error.exit_code
-    except KeyboardInterrupt as interrupt:
-        print("\nkiln: interrupted", file=sys.stderr)
-        print_kept_build(interrupt)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or Terminated: SIGTERM, SIGHUP
+        print_interrupted(interrupt)
+        return interrupt_status(interrupt)
     return EXIT_OK
+
+
+def interrupt_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped kiln: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return interrupt.exit_code if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED

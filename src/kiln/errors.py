@@ -16,7 +16,7 @@ EXIT_OK = 0
 EXIT_BACKEND = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143 and SIGHUP 129 (see Terminated)
 
 
 class KilnError(Exception):
@@ -206,3 +206,24 @@ class HookFailedError(BackendError):
 
 class BadArtifactError(BackendError):
     """A hook named an artifact that is missing or has the wrong kind of name."""
+
+
+# --- interrupted: 128 + the signal ------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """kiln was told to stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP).
+
+    A KeyboardInterrupt, so that every path that cleans up after Ctrl-C (stopping
+    child processes, keeping the failed build) runs for it too. The command line
+    raises it from its signal handler and exits with ``exit_code``, 128 + the signal.
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

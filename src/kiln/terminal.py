@@ -7,7 +7,7 @@ import logging
 import sys
 
 from kiln.environments.envdir import RUN_DIR_NAME
-from kiln.errors import BackendError, DiskFullError, KilnError
+from kiln.errors import BackendError, DiskFullError, KilnError, Terminated
 from kiln.result import BuildResult
 
 
@@ -29,6 +29,16 @@ def print_error(error: KilnError, verbosity: int) -> None:
         lines.append(f"  full log: {error.log_path}")
     print("\n".join(lines), file=sys.stderr)
     print_kept_build(error)
+
+
+def print_interrupted(interrupt: KeyboardInterrupt) -> None:
+    """kiln was interrupted (Ctrl-C, or a signal: see ``kiln.errors.Terminated``)."""
+    name = interrupt.name if isinstance(interrupt, Terminated) else None
+    try:
+        print(f"\nkiln: interrupted{f' by {name}' if name else ''}", file=sys.stderr)
+        print_kept_build(interrupt)
+    except (OSError, ValueError):
+        pass  # after SIGHUP the terminal may be gone: the exit status says it all
 
 
 def print_kept_build(error: BaseException) -> None:

@@ -50,8 +50,6 @@ import contextlib
 import json
 import logging
 import os
-import select
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,9 +61,12 @@ from kiln.headstart import HeadStart, Launched, keep_plan, launch, start
 from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
 from kiln.jsonfiles import read_json_object, write_json
 from kiln.process import (
+    DRAIN_SECONDS,
     BuildLog,
+    OutputPipe,
     OutputSink,
     ProcessOutcome,
+    end_process_group,
     log_command,
     stop_process_group,
 )
@@ -77,7 +78,6 @@ logger = logging.getLogger(__name__)
 CLOSE_GRACE_SECONDS = 5.0
 # How often a read from a worker checks that the worker is still there.
 LIVENESS_SECONDS = 1.0
-_READ_SIZE = 65536
 
 WorkerKey = tuple[str, str]  # (interpreter, build-backend)
 
@@ -331,10 +331,8 @@ class Worker:
         self.environ = dict(environ)
         self.marker = b"\0" + launched.token.encode() + b" "
         assert process.stdout is not None and process.stdin is not None
-        self._out = process.stdout.fileno()
+        self._pipe = OutputPipe(process.stdout.fileno())
         self._in = process.stdin.fileno()
-        self._buffer = b""
-        self._eof = False
         self._calls = 0
         self._paths: list[_PathEntry] = []
         self.alive = True
@@ -443,9 +441,7 @@ class Worker:
     def _read_status(self, output: Callable[[bytes], None]) -> list[bytes] | None:
         """Pass output lines on until the next status line; its words, or None at the end."""
         while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+            for line in self._pipe.lines():
                 at = line.find(self.marker)
                 if at < 0:
                     output(line)
@@ -453,32 +449,25 @@ class Worker:
                 if at > 0:
                     output(line[:at])  # the hook's last line, without a line end
                 return line[at + len(self.marker) :].split()
-            if self._eof:
-                if self._buffer:
-                    output(self._buffer)
-                    self._buffer = b""
+            if self._pipe.eof:
                 return None
-            if not select.select([self._out], [], [], LIVENESS_SECONDS)[0]:
-                if self.process.poll() is not None:
-                    # The worker is gone but something it started holds the pipe.
-                    _kill_group(self.process.pid)
-                    self._eof = not select.select([self._out], [], [], 0.1)[0]
-                continue
-            data = os.read(self._out, _READ_SIZE)
-            if data:
-                self._buffer += data
-            else:
-                self._eof = True
+            if not self._pipe.wait(LIVENESS_SECONDS) and self.process.poll() is not None:
+                # The worker is gone but something it started holds the pipe.
+                end_process_group(self.process.pid)
+                if not self._pipe.wait(DRAIN_SECONDS):
+                    self._pipe.eof = True
 
     def kill(self) -> None:
         """Stop the worker and its process group now (SIGTERM, grace, SIGKILL)."""
         self.alive = False
-        stop_process_group(self.process)
-        _kill_group(self.process.pid)
-        self._close_pipes()
+        try:
+            stop_process_group(self.process)
+        finally:
+            self._close_pipes()
 
     def stop(self) -> None:
-        """Let the worker exit at the end of its input; stop it if it does not."""
+        """Let the worker exit at the end of its input; stop it if it does not. What
+        its hooks left running in its process group (a background process) ends too."""
         self.alive = False
         assert self.process.stdin is not None and self.process.stdout is not None
         with contextlib.suppress(OSError):
@@ -486,8 +475,11 @@ class Worker:
         try:
             self.process.wait(CLOSE_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
+            pass
+        finally:
+            # Also when the wait is interrupted: SIGTERM, grace, SIGKILL (or the stragglers).
             stop_process_group(self.process)
-        self._close_pipes()
+            self._close_pipes()
 
     def _close_pipes(self) -> None:
         for stream in (self.process.stdin, self.process.stdout):
@@ -578,8 +570,3 @@ def _names(path: str) -> frozenset[str] | None:
             return frozenset(e.name for e in entries if e.name != "__pycache__")
     except OSError:
         return None  # not a directory (a zip file): its time alone decides
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
