@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kiln.compiler_cache import find_sccache, sccache_stats_difference
+from kiln.compilers.sccache import sccache_stats_difference
+from kiln.compilers.selection import find_sccache
 from tests.compiled import (
     C_FIXTURES,
     COMPILED_FIXTURES,

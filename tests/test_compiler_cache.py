@@ -19,24 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from kiln.compiler_cache import (
+from kiln.compilers import CompilerCache, CompilerCacheStats
+from kiln.compilers.ccache import Ccache, parse_ccache_stats_log
+from kiln.compilers.common import redact_url
+from kiln.compilers.sccache import Sccache, sccache_stats_difference
+from kiln.compilers.sccache_server import server_alive, start_users_sccache_server, users_sccache
+from kiln.compilers.selection import (
     COMPILER_CACHE_ENV,
     COMPILER_CACHE_REMOTE_ENV,
-    Ccache,
-    CompilerCache,
-    CompilerCacheStats,
-    Sccache,
     _sccache_from_package,
-    _server_alive,
     compiler_cache_remote,
     find_ccache,
     find_sccache,
-    parse_ccache_stats_log,
-    redact_url,
-    sccache_stats_difference,
     select_compiler_cache,
-    start_users_sccache_server,
-    users_sccache,
 )
 from kiln.errors import EnvironmentSetupError, UsageError
 from tests.redis_server import dbsize, free_port, redis_server
@@ -178,17 +173,19 @@ def write_project(root: Path, source: str = SOURCE) -> Path:
 
 class Run:
     """One kiln run's places, laid out as kiln lays them out: the cache directory,
-    the run's directory in it (named anew for every run), the sdist unpacked
-    there, and a cached build environment whose headers the compile uses."""
+    the project's place in it (the sdist unpacked there), the run's own directory
+    (the compiler cache's work directory), and a cached build environment whose
+    headers the compile uses. Each label has a place of its own, which is harder on
+    the cache than kiln's one stable place per project: a hit is a hit from elsewhere."""
 
-    def __init__(self, kiln_cache: Path, run_id: str, source: str = SOURCE) -> None:
+    def __init__(self, kiln_cache: Path, label: str, source: str = SOURCE) -> None:
         self.kiln_cache = kiln_cache
-        self.run_dir = kiln_cache / "runs-v1" / run_id
-        self.project = write_project(self.run_dir / "from-sdist" / "answer-1.0", source)
+        self.place = kiln_cache / "projects-v1" / label
+        self.project = write_project(self.place / "from-sdist" / "answer-1.0", source)
         self.env_include = kiln_cache / "envs-v1" / "3f2a9c" / "include"
         self.env_include.mkdir(parents=True, exist_ok=True)
         (self.env_include / "env.h").write_text(ENV_HEADER)
-        self.work_dir = self.run_dir / "compiler-cache"
+        self.work_dir = kiln_cache / "runs-v1" / label / "compiler-cache"
 
     def environ(
         self, cache: CompilerCache, base: dict[str, str], remote: str | None = None
@@ -196,7 +193,7 @@ class Run:
         environ = cache.environ(
             base,
             base_dir=self.kiln_cache,
-            run_dir=self.run_dir,
+            place=self.place,
             work_dir=self.work_dir,
             remote=remote,
         )
@@ -262,16 +259,25 @@ def test_default_compiler_is_the_interpreters(ccache: Ccache, tmp_path: Path) ->
 
 
 def test_cache_not_on_the_builds_path_is_named_by_full_path(ccache: Ccache, tmp_path: Path) -> None:
-    gcc_dir = Path(shutil.which("gcc") or "/usr/bin/gcc").parent
-    base = clean_environ(tmp_path) | {"CC": "gcc", "PATH": str(gcc_dir)}
+    # The build's PATH holds gcc alone: where ccache sits beside gcc (/usr/bin on
+    # Debian), the directory of gcc would find ccache by its bare name.
+    path = tmp_path / "path"
+    path.mkdir()
+    (path / "gcc").symlink_to(shutil.which("gcc") or "/usr/bin/gcc")
+    base = clean_environ(tmp_path) | {"CC": "gcc", "PATH": str(path)}
     elsewhere = tmp_path / "bin" / "ccache"
     elsewhere.parent.mkdir()
     elsewhere.symlink_to(ccache.executable)
     environ = Ccache(str(elsewhere)).environ(
         base, base_dir=tmp_path, work_dir=tmp_path / "w", remote=None
     )
-    if shutil.which("ccache", path=str(gcc_dir)) is None:
-        assert words(environ["CC"]) == [str(elsewhere), "gcc"]
+    assert words(environ["CC"]) == [str(elsewhere), "gcc"]
+    # On the build's PATH, the same ccache is named by its bare name, as meson wants it.
+    on_path = base | {"PATH": os.pathsep.join([str(path), str(elsewhere.parent)])}
+    environ = Ccache(str(elsewhere)).environ(
+        on_path, base_dir=tmp_path, work_dir=tmp_path / "w", remote=None
+    )
+    assert words(environ["CC"]) == ["ccache", "gcc"]
 
 
 @pytest.mark.parametrize(
@@ -360,8 +366,8 @@ def test_sccache_variables(sccache: Caches, tmp_path: Path) -> None:
     environ = run.environ(cache, base)
     assert words(environ["CC"])[1:] == ["gcc"] and is_launcher(words(environ["CC"])[0], cache)
     assert environ["RUSTC_WRAPPER"] == cache.executable
-    # The run directory first: sccache strips the longest matching prefix.
-    assert environ["SCCACHE_BASEDIRS"] == os.pathsep.join([str(run.run_dir), str(run.kiln_cache)])
+    # The place first: sccache strips the longest matching prefix.
+    assert environ["SCCACHE_BASEDIRS"] == os.pathsep.join([str(run.place), str(run.kiln_cache)])
     # sccache cannot run inside itself: CMake gets it through CC/CXX, not a launcher.
     assert "CMAKE_C_COMPILER_LAUNCHER" not in environ
     assert "CCACHE_STATSLOG" not in environ
@@ -369,7 +375,7 @@ def test_sccache_variables(sccache: Caches, tmp_path: Path) -> None:
     # A server of this build's own: on a socket in its work dir, or (this work dir's
     # path is too long for a socket) on a loopback port.
     assert "SCCACHE_SERVER_UDS" in environ or "SCCACHE_SERVER_PORT" in environ
-    assert _server_alive(environ)
+    assert server_alive(environ)
 
 
 @pytest.fixture
@@ -395,7 +401,7 @@ def test_sccache_own_server_stops_with_close(
     environ = cache.environ(
         clean_environ(tmp_path) | {"CC": gcc},
         base_dir=run.kiln_cache,
-        run_dir=run.run_dir,
+        place=run.place,
         work_dir=work_dir,
         remote=None,
     ) | {"ENV_INCLUDE": str(run.env_include)}
@@ -403,10 +409,10 @@ def test_sccache_own_server_stops_with_close(
         assert Path(environ["SCCACHE_SERVER_UDS"]) == work_dir / "sccache.sock"
     else:
         assert "SCCACHE_SERVER_UDS" not in environ and int(environ["SCCACHE_SERVER_PORT"]) > 0
-    assert _server_alive(environ)
+    assert server_alive(environ)
     compile_c(environ, run.project)
     cache.close()
-    assert not _server_alive(environ)
+    assert not server_alive(environ)
     assert not (work_dir / "sccache.sock").exists()
     assert cache.stats() == CompilerCacheStats(hits=0, misses=1, uncacheable=0)
     cache.close()  # twice is harmless
@@ -419,8 +425,8 @@ def test_sccache_environ_again_replaces_its_server(
     base = clean_environ(tmp_path)
     first = cache.environ(base, base_dir=tmp_path, work_dir=short_dir / "1", remote=None)
     second = cache.environ(base, base_dir=tmp_path, work_dir=short_dir / "2", remote=None)
-    assert not _server_alive(first), "the first server is stopped, not left behind"
-    assert _server_alive(second)
+    assert not server_alive(first), "the first server is stopped, not left behind"
+    assert server_alive(second)
     assert cache.stats() == CompilerCacheStats(0, 0, 0)
 
 
@@ -437,7 +443,7 @@ def test_sccache_users_server_is_used_and_left_running(
         assert environ["SCCACHE_SERVER_PORT"] == base["SCCACHE_SERVER_PORT"]
         assert "SCCACHE_SERVER_UDS" not in environ
         results.append(build(cache, base, Run(tmp_path / "kiln-cache", run_id)))
-        assert _server_alive(base), "the user's server keeps running"
+        assert server_alive(base), "the user's server keeps running"
     assert [(r.hits, r.misses) for r in results[:1]] == [(0, 1)]
     # The server was started with run-1's base dirs: it hits for run-2 only where
     # nothing names the run directory. Counted either way, as one compile.
@@ -487,18 +493,18 @@ def test_users_sccache_server_is_started_despite_a_long_tmpdir(
     if refused.returncode == 0:
         pytest.skip("this sccache starts its server whatever the length of TMPDIR")
     assert "SUN_LEN" in refused.stderr, refused.stderr
-    assert not _server_alive(environ)
+    assert not server_alive(environ)
     start_users_sccache_server(environ)
-    assert _server_alive(environ)
+    assert server_alive(environ)
     subprocess.run(call, env=environ, capture_output=True, timeout=60, check=True)
     start_users_sccache_server(environ)  # running: left alone
-    assert _server_alive(environ)
+    assert server_alive(environ)
 
 
 def test_no_server_without_the_users_sccache(sccache: Caches, tmp_path: Path) -> None:
     environ = sccache.user_server(clean_environ(tmp_path)) | {"CC": "gcc"}
     start_users_sccache_server(environ)
-    assert not _server_alive(environ)
+    assert not server_alive(environ)
 
 
 def test_sccache_remote_variables(sccache: Caches, tmp_path: Path) -> None:
@@ -675,7 +681,7 @@ def test_cmake_builds_hit(tool: Caches, gcc: str, tmp_path: Path) -> None:
             "target_compile_options(answer PRIVATE -g)\n"
         )
         environ = run.environ(cache, clean_environ(tmp_path))
-        build_dir = run.run_dir / "build"
+        build_dir = run.place / "build"
         for command in (
             [cmake, "-S", str(run.project), "-B", str(build_dir), "-G", "Unix Makefiles"],
             [cmake, "--build", str(build_dir), "--verbose"],

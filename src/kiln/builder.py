@@ -50,7 +50,7 @@ from kiln.result import Artifact, BuildResult, BuildStep
 from kiln.workspace import LOG_NAME, Workspace, new_run_id
 
 if TYPE_CHECKING:
-    from kiln.compiler_cache import CompilerCache
+    from kiln.compilers import CompilerCache
 
 logger = logging.getLogger("kiln")
 
@@ -259,12 +259,12 @@ def _session(
             environ = compiler_cache.environ(
                 environ,
                 base_dir=cache.root if cache is not None else workspace.place,
-                run_dir=workspace.place,
+                place=workspace.place,
                 work_dir=workspace.root / "compiler-cache",
                 remote=remote,
             )
         if any("sccache" in value for value in environ.values()):  # else spare the import
-            from kiln.compiler_cache import start_users_sccache_server
+            from kiln.compilers.sccache_server import start_users_sccache_server
 
             start_users_sccache_server(environ)  # before the build's TMPDIR can start it
         provider = _provider(request, workspace, env_dir, project, result, environ)
@@ -383,7 +383,8 @@ def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | 
     remote_option = request.compiler_cache_remote
     if choice == "none" and not (remote_option or os.environ.get("KILN_COMPILER_CACHE_REMOTE")):
         return None, None  # the common case, without loading the module
-    from kiln.compiler_cache import compiler_cache_remote, redact_url, select_compiler_cache
+    from kiln.compilers.common import redact_url
+    from kiln.compilers.selection import compiler_cache_remote, select_compiler_cache
 
     selected = select_compiler_cache(choice)
     remote = compiler_cache_remote(remote_option)
@@ -398,7 +399,7 @@ def _compiler_cache(request: BuildRequest) -> tuple[CompilerCache | None, str | 
 
 def _compiler_cache_report(compiler_cache: CompilerCache, remote: str | None) -> dict[str, Any]:
     """This build's hits and misses, logged and for the report; stops what the cache started."""
-    from kiln.compiler_cache import redact_url
+    from kiln.compilers.common import redact_url
 
     try:
         stats = compiler_cache.stats()
