@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import sysconfig
 import tempfile
 from collections.abc import Iterator
@@ -829,3 +830,35 @@ def test_remote_url_helpers() -> None:
     )
     assert compiler_cache_remote(None, {COMPILER_CACHE_REMOTE_ENV: " redis://b "}) == "redis://b"
     assert compiler_cache_remote(None, {}) is None
+
+
+def test_the_old_module_names_the_same_objects() -> None:
+    """docs/api.md documented kiln.compiler_cache: it still imports every name."""
+    import kiln.compiler_cache as old
+    import kiln.compilers.selection
+
+    for name in old.__all__:
+        assert getattr(old, name) is not None
+    assert old.select_compiler_cache is kiln.compilers.selection.select_compiler_cache
+    assert old.Ccache is Ccache and old.Sccache is Sccache
+
+
+def test_the_package_is_imported_only_when_a_cache_is_asked_for() -> None:
+    """Neither ``kiln --version`` nor the builder's import loads the compiler caches."""
+    code = (
+        "import sys, kiln.builder, kiln.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('kiln.compiler', 'kiln.compilers'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+    version = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kiln", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "kiln" in version.stdout
+    assert "kiln.compiler" not in version.stderr
