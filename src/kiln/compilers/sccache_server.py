@@ -93,9 +93,10 @@ def start_server(
 ) -> None:
     """Start sccache's server with the settings in ``environ``.
 
-    With kiln's own ``TMPDIR``, not the run's (emptied when the run ends, and
-    maybe too long for the socket the starting client makes there), and in a
-    session of its own, so that an interrupted kiln does not take it down.
+    With kiln's own ``TMPDIR``, not the build's (the place's ``tmp``, emptied
+    when the run ends, and maybe too long a path for the socket the starting
+    client makes there), and in a session of its own, so that an interrupted
+    kiln does not take it down before it is stopped.
     """
     server_environ = dict(environ)
     for name in ("TMPDIR", "TEMP", "TMP"):
