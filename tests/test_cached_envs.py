@@ -92,7 +92,8 @@ def test_damaged_environment_is_rebuilt(
     if damage == "file-deleted":
         module.unlink()
     elif damage == "file-changed":
-        # Replaced, not edited in place: uv hardlinks files from its own cache.
+        # Replaced (an edit in place would do as well now: uv copies, see
+        # test_cached_environment_shares_no_file_with_the_installer_cache).
         text = module.read_text()
         module.unlink()
         module.write_text(text + "\n# edited\n")
