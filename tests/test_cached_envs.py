@@ -3,6 +3,7 @@ expired, refreshed or when what they hold changes; shared safely between runs.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 import kiln
 from kiln.environments.cached import RECORD_NAME, prune_environments
+from kiln.errors import HookFailedError
 from kiln.locks import FileLock
 from tests.conftest import ProjectFactory
 from tests.helpers import run_kiln
@@ -361,7 +363,9 @@ def test_bytecode_planted_by_one_build_never_runs_in_another(
     untrusted = project("setuptools_pyproject").rename(tmp_path / "untrusted")
     cut = "data" if bytecode == "valid" else "data[: len(data) // 2]"
     (untrusted / "setup.py").write_text(PLANT_BYTECODE.format(marker=str(marker), cut=cut))
-    kiln.build(untrusted, tmp_path / "out-untrusted", ["wheel"], installer="uv")
+    # With plain hooks, its own later hooks load what it planted: it may fail itself.
+    with contextlib.suppress(HookFailedError):
+        kiln.build(untrusted, tmp_path / "out-untrusted", ["wheel"], installer="uv")
     [environment] = envs(cache)
     assert list(environment.glob("lib/python*/site-packages/setuptools/__pycache__/build_meta.*"))
     marker.unlink(missing_ok=True)  # the planting build may have run it itself
