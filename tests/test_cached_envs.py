@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import kiln
-from kiln.environments.cached import RECORD_NAME, prune_environments
+from kiln.environments.cached import prune_environments
 from kiln.errors import HookFailedError
+from kiln.fingerprint import RECORD_NAME
+from kiln.headstart import start_for_build
 from kiln.locks import FileLock
 from tests.conftest import ProjectFactory
 from tests.helpers import run_kiln
@@ -535,3 +537,27 @@ def test_constraints_from_a_fifo(project: ProjectFactory, tmp_path: Path, cache:
     [environment] = envs(cache)
     record = json.loads((environment / RECORD_NAME).read_text())
     assert len(record["key"]["constraints"]) == 1
+
+
+def test_no_head_start_in_an_environment_a_build_changed(
+    project: ProjectFactory, tmp_path: Path, cache: Path
+) -> None:
+    """The head start runs code from the environment before kiln checks it: it must
+    check the environment first, or a .pyc planted by the last build runs ahead."""
+    marker = tmp_path / "planted-code-ran"
+    source = project("setuptools_pyproject")
+    kiln.build(source, tmp_path / "o1", ["wheel"], installer="uv", hook_runner="warm")
+    started = start_for_build(source, cache, "warm")
+    assert started is not None  # the plan is kept, the environment is intact
+    started.discard()
+    (source / "setup.py").write_text(PLANT_BYTECODE.format(marker=str(marker), cut="data"))
+    with contextlib.suppress(HookFailedError):
+        kiln.build(source, tmp_path / "o2", ["wheel"], installer="uv", hook_runner="warm")
+    marker.unlink(missing_ok=True)
+    started = start_for_build(source, cache, "warm")
+    if started is not None:
+        launched = started.take()
+        if launched is not None:  # let it import the backend, as it would ahead of a build
+            launched.process.communicate()
+    assert started is None
+    assert not marker.exists()

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from kiln.environments.virtual import create_virtualenv, interpreter_path
+from kiln.fingerprint import RECORD_NAME, fingerprint
 from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
 from kiln.layout import project_place, worker_plans
 from tests.helpers import pid_alive
 
 
 def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
-    """A plan for a worker of this interpreter that imports the json module as its backend."""
+    """A plan for a worker that imports the json module as its backend, in an
+    environment made from this interpreter, with a record as kiln writes one."""
+    environment = tmp_path / "env"
+    if not environment.exists():
+        create_virtualenv(environment)
+        record = {"version": 2, "created": 1, "fingerprint": fingerprint(environment)}
+        (environment / RECORD_NAME).write_text(json.dumps(record))
     fields: dict[str, object] = {
-        "python": sys.executable,
+        "python": str(interpreter_path(environment)),
         "backend": "json",
         "environ": {"PATH": "/usr/bin:/bin"},
         "cwd": str(tmp_path),
         "warm_imports": None,
-        "generation": f"{tmp_path}@1",
+        "generation": f"{environment}@1",
     }
     return fields | changes
 

@@ -133,6 +133,12 @@ def start(plans: Path, source: Path) -> HeadStart | None:
     fields = read_plan(plans, source)
     if fields is None or not fields.get("generation"):
         return None  # no plan, or one from an environment that does not last
+    from kiln.fingerprint import unchanged
+
+    # Code from the environment runs in the worker before kiln checks it: check first.
+    environment = str(Path(str(fields.get("python"))).parent.parent)
+    if not unchanged(environment, str(fields["generation"])):
+        return None
     try:
         launched = launch(
             fields["python"],

@@ -30,7 +30,6 @@ import shutil
 import sys
 import sysconfig
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 from kiln.environments import BuildEnvironment
 from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, interpreter_path
 from kiln.errors import EnvironmentSetupError
+from kiln.fingerprint import LAST_USED_NAME, RECORD_NAME, checksum, fingerprint
 from kiln.installers import Installer
 from kiln.jsonfiles import read_json_object, write_json
 from kiln.locks import FileLock
@@ -46,12 +46,10 @@ from kiln.process import BuildLog
 logger = logging.getLogger(__name__)
 
 ENVS = "envs-v1"
-RECORD_NAME = "kiln-env.json"
 # The record's layout: 2 fingerprints bytecode and keys included files and local inputs.
 RECORD_VERSION = 2
 # The warm hook runner's notes on what hooks import here (kiln.hooks.warm).
 WARM_IMPORTS_NAME = "kiln-warm-imports.json"
-LAST_USED_NAME = ".last-used"
 ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
 # An environment being replaced is renamed to this prefix and its name, then removed.
@@ -125,58 +123,6 @@ def environment_ttl() -> float:
         from kiln.errors import UsageError
 
         raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
-
-
-def checksum(data: bytes) -> str:
-    """64 bits of checksum, enough to tell accidental change or a different key apart.
-
-    zlib's checksums, not hashlib's: loading OpenSSL would cost more than the rest
-    of a warm build's bookkeeping, and nothing here defends against an attacker.
-    """
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
-
-
-def fingerprint(env_dir: Path) -> str:
-    """A cheap digest of every file in the environment: names, sizes and mtimes.
-
-    Bytecode (``__pycache__``) counts like any file: made once, when the environment
-    is, and loaded by every later build. Bookkeeping at the top is left out: kiln's
-    (``kiln-*``, ``.last-used``) and uv's ``.lock``. Taken on every reuse, so kept
-    to a ``stat`` per file and plain strings.
-    """
-    root = os.fspath(env_dir)
-    cut = len(root) + 1
-    lines: list[str] = []
-    stack = [root]
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as found:
-                entries = sorted(found, key=_name)
-        except OSError:
-            lines.append(f"{directory[cut:]}\0unreadable\n")  # not silently left out
-            continue
-        top = directory == root
-        for entry in entries:
-            if top and _is_bookkeeping(entry.name):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                    continue
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            lines.append(f"{entry.path[cut:]}\0{info.st_size}\0{info.st_mtime_ns}\n")
-    return checksum("".join(lines).encode("utf-8", "surrogateescape"))
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def _is_bookkeeping(name: str) -> bool:
-    return name.startswith("kiln-") or name in (LAST_USED_NAME, ".lock")
 
 
 class CachedEnvironment(VirtualEnvironment):
