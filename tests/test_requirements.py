@@ -141,6 +141,7 @@ def test_a_fifo_is_read_once(tmp_path: Path) -> None:
             "/srv/wheels/pkg-1.0-py3-none-any.whl",
         ),
         ("pkg @ file:///srv/my%20dir", "/srv/my dir"),
+        ("pkg @ file:///srv/pkg.whl --hash=sha256:00", "/srv/pkg.whl"),
         ("./wheels/pkg-1.0.tar.gz", "{cwd}/wheels/pkg-1.0.tar.gz"),
         ("/abs/plugin", "/abs/plugin"),
         ("pkg @ https://example.org/pkg.whl", None),

@@ -110,7 +110,8 @@ def local_target(requirement: str) -> str | None:
     """
     from packaging.requirements import InvalidRequirement, Requirement
 
-    text = requirement.strip()
+    # Per-requirement options (--hash=...) follow the requirement in a file.
+    text = requirement.split(" --", maxsplit=1)[0].strip()
     if not text or text.startswith("-"):
         return None
     try:
