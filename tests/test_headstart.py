@@ -3,39 +3,42 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from kiln.cache import Cache
+from kiln.environments.virtual import create_virtualenv, interpreter_path
+from kiln.fingerprint import RECORD_NAME, fingerprint
 from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
 from kiln.layout import project_place, worker_plans
 from tests.helpers import pid_alive
 
+ENVIRONMENT = "0123456789abcdef"
 
-def kiln_made_environment(cache: Path, name: str = "0123456789abcdef") -> Path:
-    """An environment in ``cache`` as kiln leaves one (its record, its interpreter a
-    link to the Python it was made from): its interpreter's path."""
+
+def kiln_made_environment(cache: Path, name: str = ENVIRONMENT) -> Path:
+    """An environment in ``cache`` as kiln leaves one (a virtual environment of this
+    interpreter, its record with the fingerprint): its interpreter's path."""
     env = cache / "envs-v1" / name
-    (env / "bin").mkdir(parents=True)
-    (env / "kiln-env.json").write_text("{}")
-    python = env / "bin" / "python"
-    python.symlink_to(sys.executable)
-    return python
+    create_virtualenv(env)
+    record = {"version": 2, "created": 1, "fingerprint": fingerprint(env)}
+    (env / RECORD_NAME).write_text(json.dumps(record))
+    return interpreter_path(env)
 
 
 def plan_fields(tmp_path: Path, **changes: object) -> dict[str, object]:
     """A plan for a worker of a kiln-made environment's interpreter in the cache at
-    ``tmp_path / "cache"`` that imports the json module as its backend."""
-    python = tmp_path / "cache" / "envs-v1" / "0123456789abcdef" / "bin" / "python"
+    ``tmp_path / "cache"`` (see kiln_made_environment) that imports the json module
+    as its backend."""
+    environment = tmp_path / "cache" / "envs-v1" / ENVIRONMENT
     fields: dict[str, object] = {
-        "python": str(python),
+        "python": str(interpreter_path(environment)),
         "backend": "json",
         "environ": {"PATH": "/usr/bin:/bin"},
         "cwd": str(tmp_path),
         "warm_imports": None,
-        "generation": f"{tmp_path}@1",
+        "generation": f"{environment}@1",
     }
     return fields | changes
 

@@ -35,7 +35,7 @@ from kiln.errors import (
 from kiln.headstart import HeadStart
 from kiln.hooks import Backend
 from kiln.hooks.runners import HookRunners, select_hook_runners
-from kiln.layout import resolve_cache_dir
+from kiln.layout import ENVS, resolve_cache_dir
 from kiln.output import (
     check_artifact,
     check_env_dir_left_out,
@@ -51,6 +51,7 @@ from kiln.workspace import LOG_NAME, Workspace, new_run_id
 
 if TYPE_CHECKING:
     from kiln.compilers import CompilerCache
+    from kiln.constraints import ConstraintFiles
 
 logger = logging.getLogger("kiln")
 
@@ -208,6 +209,7 @@ class Session:
     runners: HookRunners
     # Set once the environment exists: from then on a failure leaves something to look at.
     environment_opened: bool = False
+    runners_closed: bool = False
 
     def config_settings(self, project: Project, distribution: str) -> dict[str, Any]:
         """The request's settings, plus a stable build directory where a backend needs one."""
@@ -218,7 +220,17 @@ class Session:
     def open_environment(self) -> Iterator[BuildEnvironment]:
         self.environment_opened = True
         with self.provider.open(self.workspace.log) as environment:
-            yield environment
+            try:
+                yield environment
+            finally:
+                # Warm workers run in the environment and keep notes in it: they stop
+                # while this run still holds the environment's lock.
+                self.close_runners()
+
+    def close_runners(self) -> None:
+        if not self.runners_closed:
+            self.runners_closed = True
+            self.runners.close()
 
 
 @contextlib.contextmanager
@@ -231,7 +243,7 @@ def _session(
     failure past the point where the environment was made, both are kept, and
     the error says where.
     """
-    _check_constraint_files(request)
+    constraints = _check_constraint_files(request)
     # Chosen first: a compiler cache asked for by name but missing stops the build here.
     compiler_cache, remote = _compiler_cache(request)
     env_dir, cache, workspace = _claim_places(request, source, outdir)
@@ -267,12 +279,12 @@ def _session(
             from kiln.compilers.sccache_server import start_users_sccache_server
 
             start_users_sccache_server(environ)  # before the build's TMPDIR can start it
-        provider = _provider(request, workspace, env_dir, project, result, environ)
+        provider = _provider(request, workspace, env_dir, project, result, environ, constraints)
         session = Session(request, workspace, project, result, provider, env_dir, runners)
         try:
             yield session
         finally:
-            runners.close()
+            session.close_runners()
             if compiler_cache is not None:
                 result.compiler_cache = _compiler_cache_report(compiler_cache, remote)
     except BaseException as caught:
@@ -337,7 +349,7 @@ def _keep_failed(session: Session, error: BaseException, source: SourceInput) ->
     if not keep_sources and cache is not None:
         # A build environment the full disk left half made is of no use to anyone
         # (the next run replaces it) and may be what filled the disk.
-        from kiln.environments.cached import ENVS, prune_environments
+        from kiln.environments.cached import prune_environments
 
         with contextlib.suppress(OSError):
             removed = prune_environments(
@@ -459,6 +471,7 @@ def _provider(
     project: Project,
     result: BuildResult,
     environ: dict[str, str],
+    constraint_files: ConstraintFiles,
 ) -> EnvironmentProvider:
     """Where the environment comes from: the current interpreter, the user's
     --env-dir, a throwaway one (--fresh-env), or the cache (the default)."""
@@ -478,22 +491,24 @@ def _provider(
     environ = installer_cache_environ(
         environ, workspace.root / "installer-cache", installers=[installer.name]
     )
+    # The installer reads the run's copies: what the key was made from, read once.
+    constraints = constraint_files.write(workspace.root / "constraints")
     cache = workspace.cache
     if env_dir is None and not request.fresh_env and cache is not None:
-        from kiln.environments.cached import ENVS, CachedEnvProvider
+        from kiln.environments.cached import CachedEnvProvider
 
         return CachedEnvProvider(
             cache.root / ENVS,
             project.build_system.requires,
             installer=installer,
-            constraints=request.constraints,
+            constraints=constraints,
             base_environ=environ,
             refresh=request.refresh,
         )
     return FreshVirtualEnvProvider(
         env_dir.path if env_dir is not None else workspace.root / "env",
         installer=installer,
-        constraints=request.constraints,
+        constraints=constraints,
         base_environ=environ,
     )
 
@@ -559,7 +574,9 @@ def _unpack(archive: Path, destination: Path) -> Path:
     return unpack_sdist(archive, destination)
 
 
-def _check_constraint_files(request: BuildRequest) -> None:
-    for constraint in request.constraints:
-        if not Path(constraint).is_file():
-            raise UsageError(f"constraint file {constraint} does not exist")
+def _check_constraint_files(request: BuildRequest) -> ConstraintFiles:
+    """Read the constraints files, and every file they include, once (a pipe,
+    ``-c <(...)``, can only be read once); a missing or unreadable one is a UsageError."""
+    from kiln.constraints import read_constraints
+
+    return read_constraints([Path(c) for c in request.constraints])

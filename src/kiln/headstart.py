@@ -221,6 +221,11 @@ def start(plans: Path, source: Path) -> HeadStart | None:
             return None
         if warm_imports is not None and Path(warm_imports).parent != python.parent.parent:
             return None  # the notes are the environment's own
+        from kiln.fingerprint import unchanged
+
+        # Code from the environment runs in the worker before kiln checks it: check first.
+        if not unchanged(str(python.parent.parent), str(fields["generation"])):
+            return None
         launched = launch(
             str(python), fields["backend"], fields["environ"], fields["cwd"], warm_imports
         )

@@ -107,7 +107,10 @@ class UvInstaller:
         env: Mapping[str, str],
         compile_bytecode: bool = False,
     ) -> None:
-        command = [self.uv, "pip", "install", "--python", str(python)]
+        # Copies, never uv's default hard links (or a clone, which falls back to hard
+        # links where the filesystem cannot clone): a file a build writes to must not
+        # be a file in uv's cache, shared by every environment uv makes from it.
+        command = [self.uv, "pip", "install", "--python", str(python), "--link-mode", "copy"]
         if compile_bytecode:
             command.append("--compile-bytecode")
         for constraint in constraints:

@@ -20,6 +20,8 @@ import os
 import stat
 from pathlib import Path
 
+from kiln.fingerprint import RECORD_NAME
+
 _CHOOSE_ANOTHER = "choose another cache directory with --cache-dir or KILN_CACHE_DIR"
 # Group or others may write (or, for a directory, add and remove entries).
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
@@ -127,7 +129,7 @@ def interpreter_problem(python: Path, environments: Path) -> str | None:
     if env.parent != environments or python.name not in ("python", "python.exe"):
         return f"{python} is not the interpreter of an environment in {environments}"
     exposed = enterable_by_others(environments)
-    for path, directory in ((env, True), (python.parent, True), (env / "kiln-env.json", False)):
+    for path, directory in ((env, True), (python.parent, True), (env / RECORD_NAME, False)):
         problem = entry_problem(path, directory=directory, exposed=exposed)
         if problem is not None:
             return problem

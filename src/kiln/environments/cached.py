@@ -10,7 +10,14 @@ Environments are made in place rather than in scratch and renamed: installers
 write absolute paths into them (script shebangs), so a renamed environment
 would be subtly broken. Completeness is marked instead by a record written
 last, atomically; a crash mid-creation leaves no record, and the next run
-rebuilds.
+rebuilds. An environment being replaced is first renamed out of the way (a
+process still writing into it then writes into the discarded copy), then
+removed.
+
+A cached environment is shared by every build with the same key, whatever the
+project: its record's fingerprint covers every file in it, bytecode included,
+so that what one build writes into it (a backend installing something, a hook
+writing a ``.pyc``) makes it unfit for the next instead of running there.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import shutil
 import sys
 import sysconfig
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kiln.environments import BuildEnvironment
 from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, interpreter_path
+from kiln.errors import EnvironmentSetupError
+from kiln.fingerprint import LAST_USED_NAME, RECORD_NAME, checksum, fingerprint
 from kiln.installers import Installer
 from kiln.jsonfiles import read_json_object, write_json
 from kiln.locks import FileLock
@@ -37,15 +45,14 @@ from kiln.process import BuildLog
 
 logger = logging.getLogger(__name__)
 
-ENVS = "envs-v1"
-RECORD_NAME = "kiln-env.json"
+# The record's layout: 2 fingerprints bytecode and keys included files and local inputs.
+RECORD_VERSION = 2
 # The warm hook runner's notes on what hooks import here (kiln.hooks.warm).
 WARM_IMPORTS_NAME = "kiln-warm-imports.json"
-LAST_USED_NAME = ".last-used"
 ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
-# Directories whose contents change when code merely runs (bytecode caches).
-_VOLATILE = frozenset({"__pycache__"})
+# An environment being replaced is renamed to this prefix and its name, then removed.
+TRASH_PREFIX = ".discarded-"
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,11 @@ class EnvironmentKey:
     platform: str
     installer: str
     requirements: tuple[str, ...]
-    constraints: tuple[str, ...]  # a checksum of each constraints file's content
+    # A checksum of the content of each constraints file, and of each file they include.
+    constraints: tuple[str, ...]
+    # Each local file or directory a requirement or constraints line names, with a
+    # checksum of its content (see kiln.constraints.local_input).
+    local: tuple[str, ...] = ()
 
     @classmethod
     def for_requirements(
@@ -65,7 +76,11 @@ class EnvironmentKey:
     ) -> EnvironmentKey:
         from packaging.requirements import Requirement
 
+        from kiln.constraints import constraint_inputs, local_input, local_target
+
         normalized = sorted({str(Requirement(r)) for r in requirements})
+        files, local = constraint_inputs(constraints) if constraints else ([], [])
+        local += [t for r in normalized if (t := local_target(r)) is not None]
         return cls(
             # The interpreter environments are made from, whichever link or venv ran kiln.
             python=os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
@@ -73,7 +88,8 @@ class EnvironmentKey:
             platform=sysconfig.get_platform(),
             installer=installer,
             requirements=tuple(normalized),
-            constraints=tuple(checksum(Path(c).read_bytes()) for c in constraints),
+            constraints=tuple(checksum(data) for data in files),
+            local=tuple(f"{t}\0{checksum(local_input(t))}" for t in sorted(set(local))),
         )
 
     @property
@@ -106,49 +122,6 @@ def environment_ttl() -> float:
         from kiln.errors import UsageError
 
         raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
-
-
-def checksum(data: bytes) -> str:
-    """64 bits of checksum, enough to tell accidental change or a different key apart.
-
-    zlib's checksums, not hashlib's: loading OpenSSL would cost more than the rest
-    of a warm build's bookkeeping, and nothing here defends against an attacker.
-    """
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
-
-
-def fingerprint(env_dir: Path) -> str:
-    """A cheap digest of every file in the environment: names, sizes and mtimes.
-
-    Bookkeeping at the top is left out: kiln's (``kiln-*``, ``.last-used``) and uv's
-    ``.lock``.
-    """
-    lines: list[bytes] = []
-    stack = [env_dir]
-    while stack:
-        directory = stack.pop()
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            continue
-        top = directory == env_dir
-        for entry in entries:
-            if entry.name in _VOLATILE or (top and _is_bookkeeping(entry.name)):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            relative = os.path.relpath(entry.path, env_dir)
-            lines.append(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    return checksum(b"".join(lines))
-
-
-def _is_bookkeeping(name: str) -> bool:
-    return name.startswith("kiln-") or name in (LAST_USED_NAME, ".lock")
 
 
 class CachedEnvironment(VirtualEnvironment):
@@ -270,12 +243,18 @@ class CachedEnvProvider:
         # Compared as JSON, the form the record was stored in.
         if record.get("unfit"):
             return str(record["unfit"])
-        if record.get("key") != json.loads(json.dumps(asdict(key))) or record.get("version") != 1:
+        if (
+            record.get("key") != json.loads(json.dumps(asdict(key)))
+            or record.get("version") != RECORD_VERSION
+        ):
             return "made for a different key"
         if not interpreter_path(path).exists():
             return "its interpreter is gone"
         created = record.get("created", 0)
         age = time.time() - (created if isinstance(created, (int, float)) else 0)
+        if age < 0:
+            # The clock went back, or the record was forged: its age means nothing.
+            return "its record is dated in the future"
         if not key.pinned and age > self.ttl:
             return f"resolved more than {self.ttl:.0f} s ago from unpinned requirements"
         if fingerprint(path) != record.get("fingerprint"):
@@ -286,7 +265,7 @@ class CachedEnvProvider:
         if path.exists():
             logger.info("Replacing build environment %s: %s", path, reason)
             log.section(f"replacing build environment at {path}: {reason}")
-            shutil.rmtree(path)
+            _discard(path)
         logger.info(
             "Creating build environment %s (%s, %s)",
             path,
@@ -305,7 +284,7 @@ class CachedEnvProvider:
                 compile_bytecode=True,
             ).satisfy(key.requirements, log)
         record = {
-            "version": 1,
+            "version": RECORD_VERSION,
             "key": asdict(key),
             "created": time.time(),
             "fingerprint": fingerprint(path),
@@ -323,6 +302,26 @@ class CachedEnvProvider:
                 _mark_unfit(environment.path, "a build changed its files")
             lock.release()
         self._open.clear()
+
+
+def _discard(path: Path) -> None:
+    """Remove the environment at ``path``, leaving the path free at once.
+
+    Renamed first: whatever still writes into it (a process that outlived its run)
+    then writes into the discarded copy, and cannot make removing it fail or leave
+    files in the new environment. What cannot be removed now is pruned later.
+    """
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        path.rename(trash)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise EnvironmentSetupError(
+            f"cannot replace the build environment {path}: {error.strerror or error}; "
+            "remove it (kiln cache clean) and build again"
+        ) from error
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _mark_unfit(path: Path, reason: str) -> None:
@@ -360,7 +359,14 @@ def prune_environments(
     if not root.is_dir():
         return []
     now = time.time()
-    environments = [p for p in root.iterdir() if p.is_dir()]
+    environments = []
+    for path in root.iterdir():
+        if path.name.startswith(TRASH_PREFIX):
+            # Discarded when replaced; what its remover could not remove then.
+            before_removal(path)
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir():
+            environments.append(path)
 
     def last_used(path: Path) -> float:
         for marker in (path / LAST_USED_NAME, path):

@@ -491,10 +491,12 @@ class Worker:
 class WarmImports:
     """An environment's notes: per backend, the modules its hooks imported.
 
-    A JSON object beside the environment, ``{backend: [module, ...]}``, or
+    A JSON object in the environment, ``{backend: [module, ...]}``, or
     ``{backend: false}`` once importing them ahead proved unsafe. Runs sharing
     the environment may write it at once: each replaces it whole, atomically,
-    and a lost update only costs a module imported in the hook instead.
+    and a lost update only costs a module imported in the hook instead. It is
+    written only under the environment's lock (``<env>.lock``, shared), never
+    while another run holds it to make or replace the environment.
     """
 
     def __init__(self, path: Path) -> None:
@@ -523,13 +525,22 @@ class WarmImports:
         return self._data
 
     def _write(self, backend: str, value: object) -> None:
-        self._data = None  # merge with what other runs wrote meanwhile
-        data = {**self._read(), backend: value}
+        from kiln.locks import FileLock
+
+        environment = self.path.parent
+        lock = FileLock(environment.with_name(f"{environment.name}.lock"))
         try:
+            if not lock.acquire_shared(blocking=False):
+                logger.debug("not keeping notes on warm imports: %s is being replaced", environment)
+                return
+            self._data = None  # merge with what other runs wrote meanwhile
+            data = {**self._read(), backend: value}
             write_json(self.path, data)
+            self._data = data
         except OSError as error:
             logger.debug("cannot keep notes on warm imports in %s: %s", self.path, error)
-        self._data = data
+        finally:
+            lock.release()
 
 
 class _PathEntry:
