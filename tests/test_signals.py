@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.process import stop_process_group
+from kiln.process_group import stop_process_group
 from tests.conftest import ProjectFactory
 from tests.helpers import pid_alive, run_kiln
 

@@ -709,7 +709,7 @@ def kiln_interpreter_backend(
     ``warm_imports``: the notes file on what hooks import, as a cached environment has.
     """
     environment = CurrentEnvironment(os.environ, check_requirements=False)
-    environment.warm_imports = warm_imports
+    environment.state_dir = warm_imports.parent if warm_imports is not None else None
     project = Project.load(source)
     log = BuildLog(root / "build.log")
     handoff = root / "hooks"

@@ -250,10 +250,13 @@ def _session(
     session: Session | None = None
     runners: HookRunners | None = None
     try:
-        runners = select_hook_runners(request.hook_runner)
-        if workspace.worker_plans is not None:
-            # As early as can be: it starts while kiln sets up the rest.
-            runners.head_start(workspace.worker_plans, source.path, head_start)
+        # As early as can be: a worker started ahead starts while kiln sets up the rest.
+        runners = select_hook_runners(
+            request.hook_runner,
+            worker_plans=workspace.worker_plans,
+            source=source.path,
+            started=head_start,
+        )
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)

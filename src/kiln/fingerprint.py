@@ -67,19 +67,32 @@ def _is_bookkeeping(name: str) -> bool:
     return name.startswith("kiln-") or name in (LAST_USED_NAME, ".lock")
 
 
+def generation(env_dir: str) -> str | None:
+    """Names the contents of the environment at ``env_dir`` as made, from its record:
+    ``<path>@<created>`` (making or replacing it writes a new record with a new
+    time); None without a record, where it does not last."""
+    record = _record(env_dir)
+    return None if record is None else f"{env_dir}@{record.get('created')}"
+
+
 def unchanged(env_dir: str, generation: str) -> bool:
     """Whether the environment at ``env_dir`` is complete, fit, the ``generation``
     a plan was made in, and its files the ones its record fingerprinted: only then
     may code from it run ahead of kiln's own checks."""
-    try:
-        with open(os.path.join(env_dir, RECORD_NAME), encoding="utf-8") as stream:  # noqa: PTH118, PTH123
-            record = json.load(stream)
-    except (OSError, ValueError):
-        return False
+    record = _record(env_dir)
     # A generation is "<path>@<created>"; the path is the one the plan names already.
     return (
-        isinstance(record, dict)
+        record is not None
         and not record.get("unfit")
         and generation.rpartition("@")[2] == str(record.get("created"))
         and fingerprint(env_dir) == record.get("fingerprint")
     )
+
+
+def _record(env_dir: str) -> dict[str, object] | None:
+    try:
+        with open(os.path.join(env_dir, RECORD_NAME), encoding="utf-8") as stream:  # noqa: PTH118, PTH123
+            record = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -5,8 +5,11 @@ the backend, the imports ahead. So does kiln. A run keeps, beside the project's
 place, the plan of its first warm worker; the command line reads that plan and
 starts the worker right after it has read its arguments, so that the two starts
 overlap. Which hook may take that worker, and what becomes of one none may, is
-the warm runner's business. This module only keeps plans and starts worker
-processes, and imports nothing heavy for it.
+the warm runners' business (:mod:`kiln.hooks.warm`). This module holds what a
+worker is started with (:class:`WorkerPlan`), keeps plans and starts worker
+processes, and imports nothing heavy for it: the command line imports it before
+the rest of kiln, so it lives outside the ``kiln.hooks`` package, whose import
+would cost what the head start saves.
 
 The plans file beside a place holds a plan per source path: projects whose
 directories share a name share a place (and take turns in it), but not a plan.
@@ -24,10 +27,8 @@ digest matches.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -40,15 +41,109 @@ from kiln.layout import (
     source_label,
     worker_plans,
 )
+from kiln.process_group import end_process_group
 from kiln.trust import entry_problem, interpreter_problem, root_problem
 
 TYPE_CHECKING = False  # spares importing typing, as the command line imports this first
 if TYPE_CHECKING:
     from typing import Any
 
-WORKER_SCRIPT = Path(__file__).with_name("hooks") / "_worker" / "kiln_worker.py"
+    from kiln.hooks.warm.worker import Worker
+
+WORKER_SCRIPT = Path(__file__).with_name("hooks") / "warm" / "_worker" / "kiln_worker.py"
 # Plans kept per place, the most recently used ones.
 KEPT_PLANS = 8
+
+
+class WorkerPlan:
+    """What a worker is started with; kept for the next run's head start.
+
+    A plain class, not a dataclass: the command line reads a plan before it
+    imports ``dataclasses`` or ``typing``. Its JSON form (:meth:`to_json`) is
+    what :func:`keep_plan` stores and :func:`read_plan` returns; :meth:`from_json`
+    reads one back, checking every field.
+    """
+
+    __slots__ = ("backend", "cwd", "environ", "generation", "python", "warm_imports")
+
+    def __init__(
+        self,
+        python: str,
+        backend: str,
+        environ: dict[str, str],
+        cwd: str,
+        warm_imports: str | None,
+        generation: str | None,
+    ) -> None:
+        self.python = python
+        self.backend = backend
+        self.environ = environ
+        self.cwd = cwd
+        # The environment's notes on what hooks import, for the worker to import ahead.
+        self.warm_imports = warm_imports
+        # The environment's generation (kiln.fingerprint): None where it does not
+        # last, and then there is no head start.
+        self.generation = generation
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "backend": self.backend,
+            "environ": dict(self.environ),
+            "cwd": self.cwd,
+            "warm_imports": self.warm_imports,
+            "generation": self.generation,
+        }
+
+    @classmethod
+    def from_json(cls, fields: object) -> WorkerPlan | None:
+        """The plan ``fields`` describe; None unless they are exactly a plan's
+        fields, of the right types (another version's plan, or a damaged one)."""
+        if not isinstance(fields, dict) or set(fields) != set(cls.__slots__):
+            return None
+        python, backend, cwd = fields["python"], fields["backend"], fields["cwd"]
+        warm_imports, generation = fields["warm_imports"], fields["generation"]
+        environ = fields["environ"]
+        if not (isinstance(python, str) and isinstance(backend, str) and isinstance(cwd, str)):
+            return None
+        if not (warm_imports is None or isinstance(warm_imports, str)):
+            return None
+        if not (generation is None or isinstance(generation, str)):
+            return None
+        if not isinstance(environ, dict) or not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in environ.items()
+        ):
+            return None
+        return cls(python, backend, dict(environ), cwd, warm_imports, generation)
+
+    def but(self, *, warm_imports: str | None) -> WorkerPlan:
+        """This plan with other notes on what to import ahead."""
+        fields = self.to_json()
+        fields["warm_imports"] = warm_imports
+        plan = WorkerPlan.from_json(fields)
+        assert plan is not None
+        return plan
+
+    def serves(self, wanted: WorkerPlan) -> bool:
+        """Whether a worker started by this plan may serve ``wanted``: the same in
+        every part but the directory (module-level code sees the first hook's,
+        whichever that was), in an environment that lasts."""
+        same = self.to_json() | {"cwd": None} == wanted.to_json() | {"cwd": None}
+        return same and self.generation is not None
+
+    def start(self) -> tuple[Worker | None, str]:
+        """A ready worker, or None and why the hooks must run plain."""
+        from kiln.hooks.warm.worker import start_worker
+
+        return start_worker(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkerPlan) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields: no hash
+
+    def __repr__(self) -> str:
+        return f"WorkerPlan({self.to_json()!r})"
 
 
 class Launched:
@@ -59,20 +154,18 @@ class Launched:
         self.token = token
 
 
-def launch(
-    python: str, backend: str, environ: dict[str, str], cwd: str, warm_imports: str | None
-) -> Launched | str:
-    """Start a worker without waiting for it; or why it did not start. With
-    ``warm_imports``, it imports that file's modules for the backend ahead of the hooks."""
+def launch(plan: WorkerPlan) -> Launched | str:
+    """Start a worker by ``plan`` without waiting for it; or why it did not start. With
+    ``plan.warm_imports``, it imports that file's modules for the backend ahead of the hooks."""
     if not WORKER_SCRIPT.is_file():
         return f"no worker script at {WORKER_SCRIPT}"
     token = os.urandom(8).hex()
-    extra = [warm_imports] if warm_imports else []
+    extra = [plan.warm_imports] if plan.warm_imports else []
     try:
         process = subprocess.Popen(
-            [python, str(WORKER_SCRIPT), token, str(os.getpid()), backend, *extra],
-            cwd=cwd,
-            env=environ,
+            [plan.python, str(WORKER_SCRIPT), token, str(os.getpid()), plan.backend, *extra],
+            cwd=plan.cwd,
+            env=plan.environ,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -85,15 +178,18 @@ def launch(
 
 
 class HeadStart:
-    """A worker started from the plan kept in ``plans`` for ``source``; its fields as read."""
+    """A worker started from the plan kept in ``plans`` for ``source``."""
 
-    def __init__(
-        self, plans: Path, source: Path, fields: dict[str, Any], launched: Launched
-    ) -> None:
+    def __init__(self, plans: Path, source: Path, plan: WorkerPlan, launched: Launched) -> None:
         self.plans = plans
         self.source = source
-        self.fields = fields
+        self.plan = plan
         self._launched: Launched | None = launched
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The plan's fields, as :func:`read_plan` returns them."""
+        return self.plan.to_json()
 
     def take(self) -> Launched | None:
         """The worker, now the caller's to stop; None once taken or discarded."""
@@ -106,8 +202,7 @@ class HeadStart:
         if launched is None:
             return
         process = launched.process
-        with contextlib.suppress(OSError):  # gone already
-            os.killpg(process.pid, signal.SIGKILL)
+        end_process_group(process.pid)
         process.wait()
         for stream in (process.stdin, process.stdout):
             if stream is not None:
@@ -115,10 +210,17 @@ class HeadStart:
 
 
 def read_plan(plans: Path, source: Path) -> dict[str, Any] | None:
-    """The fields of the plan kept in ``plans`` (``CACHE/projects-v1/<label>.worker.json``)
-    for builds of ``source``, with the hooks' environment rebuilt for this run;
-    None if there is none, the cache is not to be trusted, or the environment
-    differs from the one the plan was kept for."""
+    """The fields of the plan kept in ``plans`` for builds of ``source`` (its JSON
+    form, checked: see :func:`load_plan`)."""
+    plan = load_plan(plans, source)
+    return None if plan is None else plan.to_json()
+
+
+def load_plan(plans: Path, source: Path) -> WorkerPlan | None:
+    """The plan kept in ``plans`` (``CACHE/projects-v1/<label>.worker.json``) for
+    builds of ``source``, with the hooks' environment rebuilt for this run; None
+    if there is none, the cache is not to be trusted, the plan is not one, or
+    the environment differs from the one the plan was kept for."""
     cache = plans.parent.parent
     if (
         root_problem(cache)
@@ -131,13 +233,18 @@ def read_plan(plans: Path, source: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     stored = kept.get(str(source)) if isinstance(kept, dict) else None
-    return _rebuilt(stored) if isinstance(stored, dict) else None
+    fields = _rebuilt(stored) if isinstance(stored, dict) else None
+    return WorkerPlan.from_json(fields)
 
 
 def keep_plan(plans: Path, source: Path, fields: dict[str, Any]) -> None:
-    """Keep ``fields`` in ``plans`` as the plan for builds of ``source``, without
-    secrets (or drop the plan, if the variables kiln set hold one); the caller
-    holds the place, so no other run writes the file meanwhile. Raises OSError."""
+    """Keep the plan whose JSON form is ``fields`` (:meth:`WorkerPlan.to_json`) in
+    ``plans`` as the plan for builds of ``source``, without secrets (or drop the
+    plan, if the variables kiln set hold one); the caller holds the place, so no
+    other run writes the file meanwhile. Raises OSError, and ValueError if
+    ``fields`` are not a plan's."""
+    if WorkerPlan.from_json(fields) is None:
+        raise ValueError(f"not a worker plan: {fields!r}")
     from kiln.jsonfiles import read_json_object, write_json
 
     # Entries not keyed by a source path, or holding the hooks' whole environment,
@@ -211,27 +318,22 @@ def _digest(salt: str, environ: dict[str, str]) -> str:
 def start(plans: Path, source: Path) -> HeadStart | None:
     """Start the worker the plan kept for ``source`` describes, if it is usable: an
     interpreter of an environment kiln made in the same cache, lasting."""
-    fields = read_plan(plans, source)
-    if fields is None or not fields.get("generation"):
+    plan = load_plan(plans, source)
+    if plan is None or not plan.generation:
         return None  # no plan, or one from an environment that does not last
-    try:
-        python, warm_imports = Path(fields["python"]), fields["warm_imports"]
-        environments = plans.parent.parent / ENVS
-        if entry_problem(environments, directory=True) or interpreter_problem(python, environments):
-            return None
-        if warm_imports is not None and Path(warm_imports).parent != python.parent.parent:
-            return None  # the notes are the environment's own
-        from kiln.fingerprint import unchanged
-
-        # Code from the environment runs in the worker before kiln checks it: check first.
-        if not unchanged(str(python.parent.parent), str(fields["generation"])):
-            return None
-        launched = launch(
-            str(python), fields["backend"], fields["environ"], fields["cwd"], warm_imports
-        )
-    except (KeyError, TypeError):
+    python = Path(plan.python)
+    environments = plans.parent.parent / ENVS
+    if entry_problem(environments, directory=True) or interpreter_problem(python, environments):
         return None
-    return HeadStart(plans, source, fields, launched) if isinstance(launched, Launched) else None
+    if plan.warm_imports is not None and Path(plan.warm_imports).parent != python.parent.parent:
+        return None  # the notes are the environment's own
+    from kiln.fingerprint import unchanged
+
+    # Code from the environment runs in the worker before kiln checks it: check first.
+    if not unchanged(str(python.parent.parent), plan.generation):
+        return None
+    launched = launch(plan)
+    return HeadStart(plans, source, plan, launched) if isinstance(launched, Launched) else None
 
 
 def start_for_build(source: Path, cache_dir: Path | None, hook_runner: str) -> HeadStart | None:

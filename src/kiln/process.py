@@ -9,7 +9,7 @@ turn: whatever the child leaves running when it exits is ended with it
 (:func:`end_process_group`), an interrupted kiln (Ctrl-C, SIGTERM, SIGHUP) stops
 the whole group (:func:`stop_process_group`), and should kiln itself be killed
 (SIGKILL, the OOM killer), a small watcher it started ends the groups it left
-(:class:`GroupReaper`).
+(:class:`GroupReaper`). Signalling a group is :mod:`kiln.process_group`'s.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from kiln.process_group import TERMINATE_GRACE_SECONDS, end_process_group, stop_process_group
+
 output_logger = logging.getLogger("kiln.output")
 
 TAIL_LINES = 30
-# How long an interrupted child may take to exit after SIGTERM before SIGKILL.
-TERMINATE_GRACE_SECONDS = 5.0
 # After a child exits, how long its output is still read: what it wrote last may
 # still be on its way, and something it left running may hold the pipe open.
 DRAIN_SECONDS = 0.5
@@ -209,42 +209,6 @@ def _read_until_exit(process: subprocess.Popen[bytes], pipe: OutputPipe, sink: O
             exited = time.monotonic()
     for line in pipe.lines():
         sink.line(line)
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a child started in a session of its own, and everything in its process
-    group: SIGTERM, a grace period, then SIGKILL. Whatever interrupts the wait
-    (a second Ctrl-C) only makes it SIGKILL sooner."""
-    if os.name != "posix":
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        return
-    try:
-        if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(TERMINATE_GRACE_SECONDS)
-    finally:
-        # The leader is gone (or had its time); stragglers in its group get no second chance.
-        _signal_group(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(TERMINATE_GRACE_SECONDS)
-
-
-def end_process_group(pgid: int) -> None:
-    """End whatever is left in the process group of a child that has exited.
-
-    The group's number stays taken while any member is alive, so this reaches
-    only what the child left behind (where there is no such group, nothing).
-    """
-    if os.name == "posix":
-        _signal_group(pgid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 def _signal_name(number: int) -> str:

@@ -40,14 +40,11 @@ class BuildEnvironment(Protocol):
         """The complete set of environment variables for a hook process."""
 
     @property
-    def warm_imports(self) -> Path | None:
-        """Where the warm hook runner may keep notes on what hooks import, for
-        later runs in this same environment; None: nowhere, it does not last."""
-
-    @property
-    def generation(self) -> str | None:
-        """Names this environment's contents as made: a run that sees the same value
-        sees the same files, never replaced in between. None: it does not last."""
+    def state_dir(self) -> Path | None:
+        """This environment's own directory, lasting from run to run, where a hook
+        runner may keep notes for later runs in it (the warm runners keep what
+        hooks import). It holds the environment's record (:mod:`kiln.fingerprint`),
+        whose generation names its contents as made. None: it does not last."""
 
 
 class EnvironmentProvider(Protocol):

@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 # The record's layout: 2 fingerprints bytecode and keys included files and local inputs.
 RECORD_VERSION = 2
-# The warm hook runner's notes on what hooks import here (kiln.hooks.warm).
-WARM_IMPORTS_NAME = "kiln-warm-imports.json"
 ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
 # An environment being replaced is renamed to this prefix and its name, then removed.
@@ -136,7 +134,8 @@ class CachedEnvironment(VirtualEnvironment):
         )
         self.provider = provider
         self.key = key
-        self.warm_imports = path / WARM_IMPORTS_NAME
+        # It lasts: the warm runners keep notes in it (kiln.hooks.warm).
+        self.state_dir = path
 
     def satisfy(self, requirements: Sequence[str], log: BuildLog) -> BuildEnvironment:
         from kiln.environments.virtual import site_packages
@@ -230,8 +229,6 @@ class CachedEnvProvider:
         (path / LAST_USED_NAME).touch()
         record = _read_record(path)
         environment = CachedEnvironment(path, self, key)
-        # Making (or replacing) an environment writes a new record with a new time.
-        environment.generation = f"{path}@{record.get('created')}"
         self._open[key.digest] = (environment, lock, str(record.get("fingerprint", "")))
         return environment
 

@@ -20,8 +20,8 @@ class CurrentEnvironment:
     """Hooks run with kiln's own interpreter; requirements are checked, never installed."""
 
     isolated = False
-    warm_imports: Path | None = None
-    generation: str | None = None
+    # It does not last, or kiln keeps no notes in it.
+    state_dir: Path | None = None
 
     def __init__(self, base_environ: Mapping[str, str], *, check_requirements: bool = True):
         self.python = Path(sys.executable)

@@ -74,8 +74,8 @@ class VirtualEnvironment:
     """A virtual environment that kiln installs build requirements into."""
 
     isolated = True
-    warm_imports: Path | None = None
-    generation: str | None = None
+    # It does not last, or kiln keeps no notes in it.
+    state_dir: Path | None = None
 
     def __init__(
         self,

@@ -31,11 +31,6 @@ class HookRunners(Protocol):
     ) -> SubprocessRunner:
         """The runner for hooks of ``build_system``'s backend in ``environment``."""
 
-    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
-        """Take the worker ``started`` ahead, or start ahead now the one whose plan
-        the last build of ``source`` kept in ``plans``, if that applies to these
-        runners (else discard it); keep this run's plan there at close."""
-
     def close(self) -> None:
         """Stop everything the runners started (warm workers)."""
 
@@ -50,10 +45,6 @@ class PlainHookRunners:
     ) -> SubprocessRunner:
         return SubprocessHookRunner(environment.hook_environ(), log)
 
-    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
-        if started is not None:
-            started.discard()  # no hook here takes a warm worker
-
     def close(self) -> None:
         pass
 
@@ -66,20 +57,32 @@ def fork_is_safe(explicit: bool) -> bool:
     return explicit or sys.platform != "darwin"
 
 
-def select_hook_runners(choice: str = "auto") -> HookRunners:
-    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set."""
+def select_hook_runners(
+    choice: str = "auto",
+    *,
+    worker_plans: Path | None = None,
+    source: Path | None = None,
+    started: HeadStart | None = None,
+) -> HookRunners:
+    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set.
+
+    The head start: with ``worker_plans`` (where plans are kept for builds of
+    ``source``), warm runners take the worker ``started`` ahead, or start it
+    now; plain runners discard it, as no hook of theirs takes a worker.
+    """
     if choice == "auto":
         choice = os.environ.get(HOOK_RUNNER_ENV) or "auto"
     if choice not in HOOK_RUNNER_CHOICES:
         raise UsageError(
             f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"
         )
-    if choice == "plain":
-        return PlainHookRunners()
-    if not fork_is_safe(explicit=choice == "warm"):
-        if choice == "warm":
-            raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
+    warm = choice != "plain" and fork_is_safe(explicit=choice == "warm")
+    if choice == "warm" and not warm:
+        raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
+    if not warm:
+        if worker_plans is not None and started is not None:
+            started.discard()
         return PlainHookRunners()
     from kiln.hooks.warm import WarmHookRunners
 
-    return WarmHookRunners()
+    return WarmHookRunners(worker_plans, source, started)
