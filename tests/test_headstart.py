@@ -126,3 +126,29 @@ def test_no_plan_or_a_plan_without_a_lasting_environment_starts_nothing(tmp_path
     assert start_for_build(source, cache, "warm") is None
     keep_plan(plans_in_cache(tmp_path), source, plan_fields(tmp_path, generation=None))
     assert start_for_build(source, cache, "warm") is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"cwd": 5},
+        {"warm_imports": 7},
+        {"generation": ["not", "a", "string"]},
+        {"backend": None},
+        {"an_unknown_field": "from another version"},
+    ],
+)
+def test_a_plan_whose_fields_are_not_a_plans_is_neither_read_nor_started(
+    tmp_path: Path, damage: dict[str, object]
+) -> None:
+    """A damaged plan (or one of another version) is checked field by field when
+    read: no worker is started from it, and nothing raises."""
+    cache, source = tmp_path / "cache", tmp_path / "proj"
+    source.mkdir()
+    plans = plans_in_cache(tmp_path)
+    keep_plan(plans, source, plan_fields(tmp_path))
+    kept = json.loads(plans.read_text())
+    kept[str(source)] |= damage
+    plans.write_text(json.dumps(kept))
+    assert read_plan(plans, source) is None
+    assert start_for_build(source, cache, "warm") is None
