@@ -41,7 +41,7 @@ from kiln.layout import (
     source_label,
     worker_plans,
 )
-from kiln.process_group import end_process_group
+from kiln.process_group import kill_process_group
 from kiln.trust import entry_problem, interpreter_problem, root_problem
 
 TYPE_CHECKING = False  # spares importing typing, as the command line imports this first
@@ -202,8 +202,7 @@ class HeadStart:
         if launched is None:
             return
         process = launched.process
-        end_process_group(process.pid)
-        process.wait()
+        kill_process_group(process)
         for stream in (process.stdin, process.stdout):
             if stream is not None:
                 stream.close()

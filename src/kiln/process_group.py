@@ -24,14 +24,23 @@ def signal_group(pgid: int, signum: signal.Signals) -> None:
 
 
 def end_process_group(pgid: int) -> None:
-    """End whatever is left in the process group of a child that has exited, or
-    kill at once one whose leader did no work worth a grace period.
+    """End whatever is left in the process group of a child that has exited.
 
     The group's number stays taken while any member is alive, so this reaches
     only that group (where there is no such group, nothing).
     """
     if os.name == "posix":
         signal_group(pgid, signal.SIGKILL)
+
+
+def kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill a child and its process group at once, with no grace period (it has
+    done no work worth one: a worker started ahead that no hook took), and reap it."""
+    if os.name == "posix":
+        signal_group(process.pid, signal.SIGKILL)
+    elif process.poll() is None:
+        process.kill()
+    process.wait()
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
