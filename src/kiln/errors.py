@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK = 0
@@ -19,14 +20,26 @@ EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143 and SIGHUP 129 (see Terminated)
 
 
+@dataclass(frozen=True)
+class KeptBuild:
+    """Where a failed build was kept for `kiln debug`: its run directory,
+    environment and log."""
+
+    run_dir: Path
+    environment: Path | None
+    log: Path
+
+
 class KilnError(Exception):
     """Base class for every error kiln reports to its user.
 
-    ``log_path`` is the run's full log, when the error happened after it was opened.
+    ``log_path`` is the run's full log, when the error happened after it was opened;
+    ``kept_build`` where the failed build was kept, when it was.
     """
 
     exit_code: int = EXIT_BACKEND
     log_path: Path | None = None
+    kept_build: KeptBuild | None = None
 
 
 # --- exit code 2: the request or the project is wrong -----------------------
@@ -211,7 +224,22 @@ class BadArtifactError(BackendError):
 # --- interrupted: 128 + the signal ------------------------------------------
 
 
-class Terminated(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """kiln was interrupted (Ctrl-C) while building; ``kept_build``: where the
+    interrupted build was kept, when it was.
+
+    A KeyboardInterrupt still, for every caller that handles Ctrl-C; the builder
+    raises it in place of a plain KeyboardInterrupt once it kept something.
+    """
+
+    kept_build: KeptBuild | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED
+
+
+class Terminated(Interrupted):
     """kiln was told to stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP).
 
     A KeyboardInterrupt, so that every path that cleans up after Ctrl-C (stopping
