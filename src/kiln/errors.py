@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK = 0
@@ -20,14 +19,35 @@ EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143 and SIGHUP 129 (see Terminated)
 
 
-@dataclass(frozen=True)
 class KeptBuild:
     """Where a failed build was kept for `kiln debug`: its run directory,
-    environment and log."""
+    environment and log.
 
-    run_dir: Path
-    environment: Path | None
-    log: Path
+    A plain class, not a dataclass: the command line imports this module before
+    it starts a warm worker ahead, and ``dataclasses`` would delay that.
+    """
+
+    __slots__ = ("environment", "log", "run_dir")
+
+    def __init__(self, run_dir: Path, environment: Path | None, log: Path) -> None:
+        self.run_dir = run_dir
+        self.environment = environment
+        self.log = log
+
+    def __repr__(self) -> str:
+        return f"KeptBuild({self.run_dir!r}, {self.environment!r}, {self.log!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeptBuild):
+            return NotImplemented
+        return (self.run_dir, self.environment, self.log) == (
+            other.run_dir,
+            other.environment,
+            other.log,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.run_dir, self.environment, self.log))
 
 
 class KilnError(Exception):
