@@ -21,7 +21,8 @@ from kiln.errors import KeptBuild
 from kiln.headstart import HeadStart
 from kiln.hooks.runners import select_hook_runners
 from kiln.layout import ENVS
-from kiln.orchestrator import Parts, disk_full_is_an_error, run_build, run_metadata
+from kiln.orchestrator import Parts, run_build, run_metadata
+from kiln.outcome import disk_full_is_an_error
 from kiln.planning import BuildPlan, Plan, plan_build, plan_distributions
 from kiln.project import Project, SourceInput
 from kiln.request import BuildRequest
