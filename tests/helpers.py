@@ -14,6 +14,8 @@ FIXTURES = TESTS / "fixtures"
 WHEELHOUSE = Path(os.environ.get("KILN_TEST_WHEELHOUSE", TESTS / "wheelhouse")).absolute()
 SRC = TESTS.parent / "src"
 INSTALLERS = ("pip", "uv")
+# Seconds one kiln run may take in a test before it counts as hung.
+RUN_TIMEOUT = 600.0
 
 
 def run_kiln(
@@ -21,8 +23,10 @@ def run_kiln(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     python: str = sys.executable,
+    timeout: float = RUN_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI (``python -m kiln``) and capture what it prints."""
+    """Run the real CLI (``python -m kiln``) and capture what it prints; a run that
+    takes over ``timeout`` seconds is a hang, and fails the test."""
     environ = dict(os.environ if env is None else env)
     return subprocess.run(
         [python, "-m", "kiln", *map(str, args)],
@@ -31,6 +35,7 @@ def run_kiln(
         capture_output=True,
         text=True,
         check=False,
+        timeout=timeout,
     )
 
 

@@ -155,7 +155,7 @@ def test_a_place_replaced_by_a_link_is_not_emptied(cache: Path, tmp_path: Path) 
     before = snapshot(victim)
     (cache / "projects-v1" / "proj").symlink_to(victim, target_is_directory=True)
     with pytest.raises(UsageError, match="is a symbolic link, which kiln never makes there"):
-        Workspace.in_cache(Cache.open(cache), "proj")
+        Workspace.in_cache(Cache.open(cache), "proj").open()
     assert snapshot(victim) == before
     assert list((cache / "runs-v1").iterdir()) == [], "the refused run leaves nothing"
 
@@ -168,7 +168,7 @@ def test_a_place_another_user_owns_is_not_emptied(cache: Path) -> None:
     (place / "theirs").write_text("x")
     give_away(place)
     with pytest.raises(UsageError, match="owned by another user"):
-        Workspace.in_cache(Cache.open(cache), "proj")
+        Workspace.in_cache(Cache.open(cache), "proj").open()
     assert (place / "theirs").is_file()
 
 
@@ -328,7 +328,7 @@ def test_the_cache_is_owner_only_whatever_the_umask(
 def test_a_run_and_its_place_are_owner_only_whatever_the_umask(cache: Path) -> None:
     previous = os.umask(0)
     try:
-        workspace = Workspace.in_cache(Cache.open(cache), "proj")
+        workspace = Workspace.in_cache(Cache.open(cache), "proj").open()
         workspace.fail("test", source=cache, environment=None)
     finally:
         os.umask(previous)

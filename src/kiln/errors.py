@@ -19,14 +19,47 @@ EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143 and SIGHUP 129 (see Terminated)
 
 
+class KeptBuild:
+    """Where a failed build was kept for `kiln debug`: its run directory,
+    environment and log.
+
+    A plain class, not a dataclass: the command line imports this module before
+    it starts a warm worker ahead, and ``dataclasses`` would delay that.
+    """
+
+    __slots__ = ("environment", "log", "run_dir")
+
+    def __init__(self, run_dir: Path, environment: Path | None, log: Path) -> None:
+        self.run_dir = run_dir
+        self.environment = environment
+        self.log = log
+
+    def __repr__(self) -> str:
+        return f"KeptBuild({self.run_dir!r}, {self.environment!r}, {self.log!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeptBuild):
+            return NotImplemented
+        return (self.run_dir, self.environment, self.log) == (
+            other.run_dir,
+            other.environment,
+            other.log,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.run_dir, self.environment, self.log))
+
+
 class KilnError(Exception):
     """Base class for every error kiln reports to its user.
 
-    ``log_path`` is the run's full log, when the error happened after it was opened.
+    ``log_path`` is the run's full log, when the error happened after it was opened;
+    ``kept_build`` where the failed build was kept, when it was.
     """
 
     exit_code: int = EXIT_BACKEND
     log_path: Path | None = None
+    kept_build: KeptBuild | None = None
 
 
 # --- exit code 2: the request or the project is wrong -----------------------
@@ -211,7 +244,22 @@ class BadArtifactError(BackendError):
 # --- interrupted: 128 + the signal ------------------------------------------
 
 
-class Terminated(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """kiln was interrupted (Ctrl-C) while building; ``kept_build``: where the
+    interrupted build was kept, when it was.
+
+    A KeyboardInterrupt still, for every caller that handles Ctrl-C; the builder
+    raises it in place of a plain KeyboardInterrupt once it kept something.
+    """
+
+    kept_build: KeptBuild | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED
+
+
+class Terminated(Interrupted):
     """kiln was told to stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP).
 
     A KeyboardInterrupt, so that every path that cleans up after Ctrl-C (stopping

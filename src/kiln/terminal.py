@@ -7,7 +7,7 @@ import logging
 import sys
 
 from kiln.environments.envdir import RUN_DIR_NAME
-from kiln.errors import BackendError, DiskFullError, KilnError, Terminated
+from kiln.errors import BackendError, DiskFullError, Interrupted, KilnError, Terminated
 from kiln.result import BuildResult
 
 
@@ -41,8 +41,9 @@ def print_interrupted(interrupt: KeyboardInterrupt) -> None:
         pass  # after SIGHUP the terminal may be gone: the exit status says it all
 
 
-def print_kept_build(error: BaseException) -> None:
-    kept = getattr(error, "kiln_kept_build", None)
+def print_kept_build(error: KilnError | KeyboardInterrupt) -> None:
+    # A plain KeyboardInterrupt: interrupted before the builder kept anything.
+    kept = error.kept_build if isinstance(error, (KilnError, Interrupted)) else None
     if kept is None:
         return
     env_dir = kept.run_dir.parent if kept.run_dir.name == RUN_DIR_NAME else None

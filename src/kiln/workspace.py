@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from kiln.cache import Cache
@@ -54,7 +55,7 @@ def new_run_id() -> str:
 
 
 class Workspace:
-    """One run's directory: created and locked on entry, removed or kept on exit.
+    """One run's directory: created and locked by :meth:`open`, removed or kept at the end.
 
     What can reach a compiler's command line (the unpacked sources, backend
     build directories, TMPDIR) lives in ``place`` instead: a directory that is
@@ -62,6 +63,10 @@ class Workspace:
     cache it is ``projects-v1/<label>/``, held by one run at a time and emptied
     before and after each; inside an --env-dir it is the run directory itself,
     which is stable already. A failed run takes its sources along to keep them.
+
+    The constructor only names the places; :meth:`open` creates
+    and locks them, may wait for another run of the same project, and empties
+    the place. Leave it with :meth:`succeed` or :meth:`fail`.
     """
 
     def __init__(
@@ -77,35 +82,48 @@ class Workspace:
         self.cache = cache
         self.label = project_label(label)
         self.run_id = run_id
-        _refuse_untrusted(root, directory=True)
-        # Owner-only, whatever the umask: the cache's rule (see kiln.trust).
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock = FileLock(root / LOCK_NAME)
-        if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
-            raise RuntimeError(f"run directory {root} is already in use")
         self.place = place or root
+        self._lock = FileLock(root / LOCK_NAME)
         self._place_lock: FileLock | None = None
-        if place is not None:
-            try:
-                self._claim_place(place)
-            except BaseException:
-                self._lock.release()
-                shutil.rmtree(root, ignore_errors=True)
-                raise
         self.tmp = self.place / "tmp"
-        self.tmp.mkdir(mode=0o700, exist_ok=True)
         self.hooks = root / "hooks"
-        self.hooks.mkdir(mode=0o700, exist_ok=True)
-        _create_private(root / LOG_NAME)
-        self.log = BuildLog(root / LOG_NAME)
+        self._log: BuildLog | None = None
 
     @classmethod
     def in_cache(cls, cache: Cache, label: str) -> Workspace:
+        """The names of a new run in ``cache``; nothing is made until :meth:`open`."""
         run_id = new_run_id()
         place = cache.bucket(PROJECTS) / project_label(label)
         return cls(
             cache.bucket(RUNS) / run_id, cache=cache, label=label, run_id=run_id, place=place
         )
+
+    @property
+    def log(self) -> BuildLog:
+        if self._log is None:
+            raise RuntimeError(f"the run directory {self.root} is not open yet")
+        return self._log
+
+    def open(self) -> Workspace:
+        """Create and lock the run directory, claim (and empty) the place, open the log."""
+        root = self.root
+        _refuse_untrusted(root, directory=True)
+        # Owner-only, whatever the umask: the cache's rule (see kiln.trust).
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
+            raise RuntimeError(f"run directory {root} is already in use")
+        if self.place != root:
+            try:
+                self._claim_place(self.place)
+            except BaseException:
+                self._lock.release()
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+        self.tmp.mkdir(mode=0o700, exist_ok=True)
+        self.hooks.mkdir(mode=0o700, exist_ok=True)
+        _create_private(root / LOG_NAME)
+        self._log = BuildLog(root / LOG_NAME)
+        return self
 
     def _claim_place(self, place: Path) -> None:
         lock_path = place.parent / f"{place.name}.lock"
@@ -148,9 +166,9 @@ class Workspace:
     def hook_record(self) -> Path:
         return self.root / HOOK_RECORD_NAME
 
-    def subprocess_environ(self) -> dict[str, str]:
-        """The user's environment, with temporary files redirected into this run."""
-        environ = dict(os.environ)
+    def subprocess_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` (the user's environment), with temporary files redirected into this run."""
+        environ = dict(base)
         for name in ("TMPDIR", "TEMP", "TMP"):
             environ[name] = str(self.tmp)
         return environ

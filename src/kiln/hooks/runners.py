@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kiln.environments import BuildEnvironment
 from kiln.errors import UsageError
@@ -57,32 +57,43 @@ def fork_is_safe(explicit: bool) -> bool:
     return explicit or sys.platform != "darwin"
 
 
-def select_hook_runners(
-    choice: str = "auto",
-    *,
-    worker_plans: Path | None = None,
-    source: Path | None = None,
-    started: HeadStart | None = None,
-) -> HookRunners:
-    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set.
-
-    The head start: with ``worker_plans`` (where plans are kept for builds of
-    ``source``), warm runners take the worker ``started`` ahead, or start it
-    now; plain runners discard it, as no hook of theirs takes a worker.
-    """
+def select_hook_runners(choice: str = "auto") -> HookRunners:
+    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set."""
     if choice == "auto":
         choice = os.environ.get(HOOK_RUNNER_ENV) or "auto"
     if choice not in HOOK_RUNNER_CHOICES:
         raise UsageError(
             f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"
         )
-    warm = choice != "plain" and fork_is_safe(explicit=choice == "warm")
-    if choice == "warm" and not warm:
-        raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
-    if not warm:
-        if worker_plans is not None and started is not None:
-            started.discard()
+    if choice == "plain":
+        return PlainHookRunners()
+    if not fork_is_safe(explicit=choice == "warm"):
+        if choice == "warm":
+            raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
         return PlainHookRunners()
     from kiln.hooks.warm import WarmHookRunners
 
-    return WarmHookRunners(worker_plans, source, started)
+    return WarmHookRunners()
+
+
+@runtime_checkable
+class TakesHeadStart(Protocol):
+    """Runners that can take a worker started ahead: the warm ones. Not part of
+    :class:`HookRunners`: other runners need not know there is such a thing."""
+
+    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
+        """Take the worker ``started`` ahead, or start ahead now the one whose plan
+        the last build of ``source`` kept in ``plans``; keep this run's plan there
+        at close."""
+
+
+def hand_head_start(
+    runners: HookRunners, plans: Path, source: Path, started: HeadStart | None
+) -> None:
+    """Give ``runners`` the head start for builds of ``source`` (plans kept in
+    ``plans``) if they take one; else the worker started ahead is discarded, as
+    no hook of theirs takes a worker."""
+    if isinstance(runners, TakesHeadStart):
+        runners.head_start(plans, source, started)
+    elif started is not None:
+        started.discard()

@@ -28,16 +28,7 @@ class WarmHookRunners:
 
     name = "warm"
 
-    def __init__(
-        self,
-        worker_plans: Path | None = None,
-        source: Path | None = None,
-        started: HeadStart | None = None,
-    ) -> None:
-        """With ``worker_plans`` (where plans are kept for ``source``, beside the
-        project's place): take the worker ``started`` ahead by the plan kept
-        there, or start it now, and at close keep there the plan of this run's
-        first worker."""
+    def __init__(self) -> None:
         self._workers: dict[WorkerKey, Worker] = {}
         # Why a worker could not serve (interpreter, backend): its hooks run plain.
         self._cold: dict[WorkerKey, str] = {}
@@ -45,8 +36,14 @@ class WarmHookRunners:
         self._notes: dict[str, WarmImports] = {}
         self._generations: dict[str, str | None] = {}
         self._ahead: WorkerAhead | None = None
-        if worker_plans is not None and source is not None:
-            self._ahead = WorkerAhead(worker_plans, source, started)
+
+    def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
+        """Take the worker ``started`` ahead by the plan kept in ``plans`` for
+        ``source``, or start it now, before a hook asks for it; at close, keep the
+        plan of this run's first worker there (see :mod:`kiln.hooks.warm.ahead`)."""
+        if self._ahead is not None:
+            self._ahead.kill()
+        self._ahead = WorkerAhead(plans, source, started)
 
     def runner(
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
