@@ -11,6 +11,8 @@ from kiln.cache import Cache
 from kiln.environments.virtual import create_virtualenv, interpreter_path
 from kiln.fingerprint import RECORD_NAME, fingerprint
 from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
+from kiln.hooks.runners import PlainHookRunners, TakesHeadStart, hand_head_start
+from kiln.hooks.warm import WarmHookRunners
 from kiln.layout import project_place, worker_plans
 from tests.helpers import pid_alive
 
@@ -152,3 +154,31 @@ def test_a_plan_whose_fields_are_not_a_plans_is_neither_read_nor_started(
     plans.write_text(json.dumps(kept))
     assert read_plan(plans, source) is None
     assert start_for_build(source, cache, "warm") is None
+
+
+class FakeStarted:
+    """Stands in for a HeadStart: records whether it was discarded."""
+
+    def __init__(self) -> None:
+        self.plans = self.source = Path("/started/for/another/project")
+        self.discarded = False
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+def test_the_head_start_goes_to_runners_that_take_one_and_is_discarded_by_the_rest(
+    tmp_path: Path,
+) -> None:
+    started = FakeStarted()
+    hand_head_start(PlainHookRunners(), tmp_path / "plans", tmp_path, started)  # type: ignore[arg-type]
+    assert started.discarded, "no plain hook takes a worker started ahead"
+    warm = WarmHookRunners()
+    assert isinstance(warm, TakesHeadStart)
+    assert not isinstance(PlainHookRunners(), TakesHeadStart)
+    started = FakeStarted()
+    hand_head_start(warm, tmp_path / "plans", tmp_path, started)  # type: ignore[arg-type]
+    # Not the source the worker was started for: the warm runners discard it too,
+    # and start none (no plan is kept there).
+    assert started.discarded
+    warm.close()
