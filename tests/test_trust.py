@@ -84,6 +84,43 @@ def test_a_cache_root_linked_by_another_user_is_refused(cache: Path, tmp_path: P
 
 
 @posix_only
+@pytest.mark.parametrize("bits", [0o777, 0o775])
+def test_a_cache_inside_a_directory_others_can_write_is_refused(tmp_path: Path, bits: int) -> None:
+    # Whoever can rename entries in /shared can exchange /shared/cache for a directory
+    # of theirs between kiln's checks and its use (RENAME_EXCHANGE, in a loop): a
+    # review emptied the victim's files through a planted projects-v1/<label> link so.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(bits)
+    with pytest.raises(UsageError, match=rf"inside {shared}, which is writable by group or"):
+        Cache.open(shared / "cache")
+    with pytest.raises(UsageError, match=rf"inside {shared}, which"):
+        Cache.existing(shared / "cache")  # made before the directory was opened up
+    link = tmp_path / "link"
+    link.symlink_to(shared / "cache")
+    with pytest.raises(UsageError, match=rf"inside {shared}, which"):
+        Cache.open(link)  # a link of the user's own, into the unsafe directory
+
+
+@posix_only
+def test_a_cache_inside_a_sticky_directory_is_fine(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"  # as /tmp: only an entry's owner may rename it
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert Cache.open(shared / "cache").root == shared / "cache"
+
+
+@posix_only
+@needs_root
+def test_a_cache_inside_another_users_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "theirs"
+    shared.mkdir(mode=0o755)
+    give_away(shared)
+    with pytest.raises(UsageError, match=rf"inside {shared}, which is owned by another user"):
+        Cache.open(shared / "cache")
+
+
+@posix_only
 def test_an_older_caches_root_is_made_owner_only(cache: Path) -> None:
     cache.chmod(0o755)
     Cache.open(cache)

@@ -6,8 +6,9 @@ empties directories there, so a cache another local user can write is a way to
 run code as its owner, or to have kiln delete the owner's files. The rules are
 those of ssh and git's ``safe.directory``: the cache directory, and every entry
 kiln is about to trust, run or empty, must be owned by the current user and
-not writable by group or others, and no symbolic link kiln did not make is
-followed. Each check returns what is wrong, as one line with the fix, or None.
+not writable by group or others, every directory above the cache must be safe
+from other users too, and no symbolic link kiln did not make is followed.
+Each check returns what is wrong, as one line with the fix, or None.
 
 Standard library only and cheap (a few ``lstat`` calls): the command line runs
 these checks before it imports the rest of kiln. On Windows, where ``st_uid``
@@ -67,6 +68,41 @@ def root_problem(root: Path) -> str | None:
             f"(mode {stat.S_IMODE(status.st_mode):04o}), so another user could change "
             f"what kiln runs: make it yours alone with chmod 700 {root}, or {_CHOOSE_ANOTHER}"
         )
+    return _ancestors_problem(root, user)
+
+
+def _ancestors_problem(root: Path, user: int) -> str | None:
+    """What lets another user swap ``root`` for a directory of theirs, if anything.
+
+    Whoever may rename entries in a directory above the cache can exchange the
+    cache for a directory they made, between kiln's checks and its use of what
+    they checked (``renameat2(RENAME_EXCHANGE)`` does it atomically, millions of
+    times a second). So, as ssh's StrictModes asks of the path to a key, every
+    directory above the cache, as named and as resolved, must be the user's or
+    root's, and writable by no one else unless sticky (``/tmp``: there, only an
+    entry's owner may rename it).
+    """
+    seen: set[Path] = set()
+    for path in (root.absolute(), Path(os.path.realpath(root))):
+        for ancestor in path.parents:
+            if ancestor in seen:
+                continue
+            seen.add(ancestor)
+            try:
+                status = ancestor.stat()
+            except OSError:
+                continue  # the cache directory's own checks say what is wrong
+            mode = status.st_mode
+            if status.st_uid not in (user, 0):
+                why = f"is owned by another user (uid {status.st_uid})"
+            elif mode & _WRITABLE_BY_OTHERS and not mode & stat.S_ISVTX:
+                why = f"is writable by group or others (mode {stat.S_IMODE(mode):04o})"
+            else:
+                continue
+            return (
+                f"cache directory {root} is inside {ancestor}, which {why}, so another "
+                f"user could swap the cache for a directory of theirs: {_CHOOSE_ANOTHER}"
+            )
     return None
 
 
