@@ -306,6 +306,26 @@ def test_links_count_for_the_outdir_and_the_cache(tmp_path: Path) -> None:
         refuse_outdir_in_cache(cache / "out", tmp_path / "to-cache")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="bind mounts are Linux's")
+def test_an_outdir_in_the_cache_through_a_bind_mount_is_refused(tmp_path: Path) -> None:
+    # The cache seen under a second name (a container's volume, a bind mount): no path
+    # comparison sees it, and a build's -o there was emptied after "Successfully built".
+    cache = tmp_path / "cache"
+    (cache / "projects-v1" / "proj").mkdir(parents=True)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    bind = ["mount", "--bind", str(cache), str(mounted)]
+    bound = subprocess.run(bind, check=False, capture_output=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bound.stderr.decode(errors='replace').strip()}")
+    try:
+        with pytest.raises(UsageError, match="inside kiln's cache directory"):
+            refuse_outdir_in_cache(mounted / "projects-v1" / "proj" / "wheels", cache)
+        refuse_outdir_in_cache(tmp_path / "elsewhere", cache)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
 @pytest.mark.parametrize("outdir", ["cache-other", "out", "."])
 def test_an_outdir_beside_or_above_the_cache_is_fine(tmp_path: Path, outdir: str) -> None:
     refuse_outdir_in_cache(tmp_path / outdir, tmp_path / "cache")

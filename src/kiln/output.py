@@ -42,11 +42,28 @@ def refuse_outdir_in_cache(outdir: Path, cache_dir: Path) -> None:
     """Refuse an output directory inside kiln's cache, which kiln empties and prunes."""
     real_outdir = Path(os.path.realpath(outdir))
     real_cache = Path(os.path.realpath(cache_dir))
-    if real_outdir.is_relative_to(real_cache):
+    if real_outdir.is_relative_to(real_cache) or _is_below(real_outdir, real_cache):
         raise UsageError(
             f"output directory {outdir} is inside kiln's cache directory {cache_dir}, whose "
             "contents kiln empties and prunes; choose an output directory outside it (-o)"
         )
+
+
+def _is_below(path: Path, directory: Path) -> bool:
+    """Whether ``path``, or a directory above it, is ``directory`` itself: the same
+    directory may have two names (a bind mount) that no path comparison sees."""
+    try:
+        target = directory.stat()
+    except OSError:
+        return False  # not made yet: only its name can be compared
+    for candidate in (path, *path.parents):
+        try:
+            status = candidate.stat()
+        except OSError:
+            continue  # an outdir not made yet
+        if (status.st_dev, status.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 def prepare_outdir(outdir: Path) -> Path:
