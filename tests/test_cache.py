@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.cache import Cache
+from kiln.cache import CACHEDIR_TAG, Cache
 from kiln.errors import UsageError
 from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
@@ -188,6 +188,22 @@ def test_a_build_refuses_a_user_directory_on_the_command_line(tmp_path: Path) ->
     [line] = completed.stderr.splitlines()
     assert "is not a kiln cache directory" in line
     assert snapshot(directory) == before
+
+
+def test_a_cache_whose_tag_a_killed_run_left_empty_is_still_kilns(tmp_path: Path) -> None:
+    # A run killed between creating the tag and writing it (O_EXCL, then write) left
+    # an empty tag alone in the directory it made: every later run refused it.
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    (root / "CACHEDIR.TAG").touch(mode=0o600)
+    assert Cache.existing(root) is not None, "kiln cache info reads it"
+    cache = Cache.open(root)
+    assert (cache.root / "CACHEDIR.TAG").read_text() == CACHEDIR_TAG
+    # Not so a tag beside other files, nor one that says something else.
+    (root / "CACHEDIR.TAG").write_text("")
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="is not a kiln cache directory"):
+        Cache.open(root)
 
 
 def test_an_empty_directory_becomes_a_cache(tmp_path: Path) -> None:

@@ -313,23 +313,37 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
         if not entries:
             if not claim:
                 return True  # an empty directory is an empty cache
-            try:
-                descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue  # another run was quicker
-            try:
-                with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                    stream.write(CACHEDIR_TAG)
-            except OSError:
-                # A full disk, say: a cut-short tag would make the directory look
-                # like someone else's from then on.
-                tag.unlink(missing_ok=True)
-                raise
-            return True
+            if _write_tag(tag):
+                return True
+            continue  # another run was quicker
         if entries != [TAG_NAME] or text is None or not CACHEDIR_TAG.startswith(text):
             return False
         time.sleep(0.01)
-    return False
+    # An empty tag alone in the directory, still empty a second later: the kiln run
+    # that created it was killed before it wrote it (a full disk removes its own).
+    # Without this, the directory kiln made would be refused from then on.
+    if _read_tag(tag) != "" or [entry.name for entry in root.iterdir()] != [TAG_NAME]:
+        return False
+    if not claim:
+        return True
+    tag.unlink(missing_ok=True)
+    return _write_tag(tag) or _is_kiln_tag_text(_read_tag(tag) or "")
+
+
+def _write_tag(tag: Path) -> bool:
+    """Create kiln's tag at ``tag``; False if it exists. Raises OSError."""
+    try:
+        descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(CACHEDIR_TAG)
+    except OSError:
+        # A full disk, say: a cut-short tag would hold up every run for a moment.
+        tag.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def _read_tag(tag: Path) -> str | None:
