@@ -139,6 +139,22 @@ def test_removing_staging_never_follows_a_link(tmp_path: Path) -> None:
     assert list(outdir.iterdir()) == []  # the link is gone, not what it named
 
 
+@posix_only
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="os.chown needs root")
+def test_another_users_leftover_is_left_alone(tmp_path: Path) -> None:
+    # In a shared outdir, kiln run as root removed another user's .kiln-staging-* tree.
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    theirs = outdir / f"{STAGING_PREFIX}theirs00"
+    theirs.mkdir()
+    (theirs / "work.txt").write_text("theirs")
+    os.chown(theirs / "work.txt", 65534, 65534)
+    os.chown(theirs, 65534, 65534)
+    with staging_dir(outdir):
+        pass
+    assert (theirs / "work.txt").read_text() == "theirs"
+
+
 # --- read-only trees: root ignores permission bits, so these run as an unprivileged user ----
 
 NOBODY = 65534

@@ -10,9 +10,10 @@ Each build step gets a staging directory of its own, with a new random name
 directory whatever caches they use. A run holds an exclusive lock on its
 staging directory (``flock`` on the directory itself) for as long as it uses
 it; the operating system drops the lock when the run dies. A staging directory
-nobody holds is a dead run's leftover, and the next run removes it. One that
-cannot be locked (or is not a directory) is left alone: only what is provably
-dead is removed, and never through a symbolic link.
+nobody holds is a dead run's leftover, and the next run of the same user removes
+it. One that cannot be locked (or is not a directory, or is another user's) is
+left alone: only what is provably dead is removed, and never through a symbolic
+link.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def staging_dir(outdir: Path) -> Iterator[Path]:
 def remove_dead_staging(outdir: Path) -> None:
     """Remove the staging directories in ``outdir`` that no live run holds.
 
-    Only real directories whose lock this process gets are removed; a symlink or
-    a file with the name, or a directory that cannot be locked, is left as it is.
+    Only real directories of this user's whose lock this process gets are removed;
+    a symlink or a file with the name, a directory another user owns, or one that
+    cannot be locked, is left as it is.
     """
     if sys.platform == "win32":  # pragma: no cover - no locks on directories: none is dead
         return
@@ -117,6 +119,10 @@ def remove_dead_staging(outdir: Path) -> None:
         if fd is None:
             continue
         try:
+            # Another user's (a shared outdir such as /tmp/dist) is theirs to remove,
+            # even for root: kiln only removes what its own runs left.
+            if os.fstat(fd).st_uid != _euid():
+                continue
             if _try_lock(fd) and _still_at(fd, path):
                 error = _remove_tree(path)
                 if error is None:
