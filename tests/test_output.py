@@ -239,6 +239,30 @@ def test_a_dead_runs_read_only_staging_is_removed(unprivileged_dir: Path) -> Non
     run_unprivileged(remove_a_dead_runs_read_only_staging, unprivileged_dir)
 
 
+def leave_a_read_only_tree_in_the_place(directory: Path) -> None:
+    from kiln.cache import Cache
+    from kiln.workspace import Workspace
+
+    cache = Cache.open(directory / "cache")
+    first = Workspace.in_cache(cache, "proj")
+    read_only_tree(first.stable_dir("build"))
+    first.succeed()
+    second = Workspace.in_cache(cache, "proj")
+    assert sorted(p.name for p in second.place.iterdir()) == ["tmp"], "emptied for this build"
+    second.succeed()
+    assert list(second.place.iterdir()) == [], "and after it"
+
+
+@posix_only
+def test_a_read_only_tree_in_the_stable_place_does_not_reach_the_next_build(
+    unprivileged_dir: Path,
+) -> None:
+    # Emptying a project's stable place skipped what a backend left read-only: the
+    # next build of the project found the last one's files, and `kiln cache clean`
+    # could not remove them either. Staging has the one removal that copes; now all do.
+    run_unprivileged(leave_a_read_only_tree_in_the_place, unprivileged_dir)
+
+
 # --- what a hook returns ----------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
@@ -291,13 +290,11 @@ def _environments_problem(environments: Path) -> str | None:
 
 
 def _remove(path: Path) -> None:
-    """Remove ``path``: a directory with what it holds, anything else (a link too)
-    by itself. Never follows a link."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    """Remove ``path``: a directory with what it holds (read-only trees a backend
+    left too), anything else (a link too) by itself. Never follows a link."""
+    from kiln.output import remove_tree
+
+    remove_tree(path)
 
 
 def _is_kiln_cache(root: Path, *, claim: bool) -> bool:

@@ -91,7 +91,7 @@ def staging_dir(outdir: Path) -> Iterator[Path]:
         yield path
     finally:
         try:
-            error = _remove_tree(path)
+            error = remove_tree(path)
             if error is not None:
                 logger.warning("could not remove the staging directory %s: %s", path, error)
         finally:
@@ -124,7 +124,7 @@ def remove_dead_staging(outdir: Path) -> None:
             if os.fstat(fd).st_uid != _euid():
                 continue
             if _try_lock(fd) and _still_at(fd, path):
-                error = _remove_tree(path)
+                error = remove_tree(path)
                 if error is None:
                     logger.debug("removed %s, left by a kiln run that is gone", path)
                 else:
@@ -197,9 +197,11 @@ def _still_at(fd: int, path: Path) -> bool:
     )
 
 
-def _remove_tree(path: Path) -> OSError | None:
+def remove_tree(path: Path) -> OSError | None:
     """Remove ``path`` and everything in it without following a symlink, also
-    where a backend left read-only directories; the error if something stays."""
+    where a backend left read-only directories; the error if something stays.
+    A symlink or a file at ``path`` is removed itself. kiln's one way to remove
+    what builds wrote (staging, the stable place, the cache's buckets)."""
     try:
         if not stat.S_ISDIR(os.lstat(path).st_mode):
             path.unlink()  # a link or a file in its place: remove that, not what a link names

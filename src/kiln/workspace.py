@@ -36,6 +36,7 @@ from kiln.errors import UsageError
 from kiln.jsonfiles import write_json
 from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
 from kiln.locks import FileLock
+from kiln.output import remove_tree
 from kiln.process import BuildLog
 from kiln.trust import entry_problem
 
@@ -186,7 +187,7 @@ class Workspace:
                 self.log.path = target
         self._release_place()
         self._lock.release()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)  # with --env-dir, the place: read-only trees too
 
     def fail(
         self,
@@ -235,7 +236,7 @@ class Workspace:
             self._release_place()  # empties it
             return
         for name in STABLE_NAMES:  # in an --env-dir the place is the run directory
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            remove_tree(self.root / name)
 
     def _keep_sources(self) -> None:
         """Move what the failed build worked on from the stable place into the run.
@@ -271,8 +272,6 @@ def _create_private(path: Path) -> None:
 
 
 def _empty(directory: Path) -> None:
+    # Read-only trees too (a backend's): what stays would reach the next build.
     for entry in list(directory.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        remove_tree(entry)
