@@ -372,3 +372,20 @@ def test_a_run_and_its_place_are_owner_only_whatever_the_umask(cache: Path) -> N
     run = workspace.root
     for path in [run, *run.iterdir(), cache / "projects-v1" / "proj.lock"]:
         assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
+@posix_only
+def test_an_untrusted_env_dir_record_is_refused_naming_the_env_dir(tmp_path: Path) -> None:
+    # The refusal said "in kiln's cache ... choose another cache directory with
+    # --cache-dir" for a record in an --env-dir, which no cache option changes.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "failed.json").write_text("{}")
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    (env_dir / ".kiln-run").symlink_to(elsewhere)
+    completed = run_kiln("debug", "--print", "--env-dir", env_dir)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert f"in --env-dir {env_dir} is a symbolic link" in line
+    assert line.endswith("or choose another --env-dir"), line

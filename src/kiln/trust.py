@@ -106,13 +106,23 @@ def _ancestors_problem(root: Path, user: int) -> str | None:
     return None
 
 
-def entry_problem(path: Path, *, directory: bool | None, exposed: bool = True) -> str | None:
+def entry_problem(
+    path: Path,
+    *,
+    directory: bool | None,
+    exposed: bool = True,
+    where: str = "kiln's cache",
+    otherwise: str | None = None,
+) -> str | None:
     """What makes ``path``, an entry kiln made in its cache (a directory, a file, or
     None: either), untrustworthy, if anything; None also when it does not exist.
 
     ``exposed``: other users can reach it (some directory above it lets them
     in); where they cannot, a mode that would let them write does no harm.
+    ``where`` and ``otherwise`` name the place for the message (an --env-dir) and
+    the way out besides fixing the entry (by default: another cache directory).
     """
+    otherwise = otherwise or _CHOOSE_ANOTHER
     user = _user()
     if user is None:
         return None
@@ -121,27 +131,27 @@ def entry_problem(path: Path, *, directory: bool | None, exposed: bool = True) -
     except FileNotFoundError:
         return None
     except OSError as error:
-        return f"cannot check {path} in kiln's cache: {error.strerror or error}"
+        return f"cannot check {path} in {where}: {error.strerror or error}"
     if stat.S_ISLNK(status.st_mode):
         return (
-            f"{path} in kiln's cache is a symbolic link, which kiln never makes there; "
-            f"remove it (rm {path}) or {_CHOOSE_ANOTHER}"
+            f"{path} in {where} is a symbolic link, which kiln never makes there; "
+            f"remove it (rm {path}) or {otherwise}"
         )
     if directory is not None:
         is_kind = stat.S_ISDIR(status.st_mode) if directory else stat.S_ISREG(status.st_mode)
         if not is_kind:
             kind = "directory" if directory else "file"
-            return f"{path} in kiln's cache is not a {kind}; remove it or {_CHOOSE_ANOTHER}"
+            return f"{path} in {where} is not a {kind}; remove it or {otherwise}"
     if status.st_uid != user:
         return (
-            f"{path} in kiln's cache is owned by another user (uid {status.st_uid}); "
-            f"remove it (rm -r {path}) or {_CHOOSE_ANOTHER}"
+            f"{path} in {where} is owned by another user (uid {status.st_uid}); "
+            f"remove it (rm -r {path}) or {otherwise}"
         )
     if exposed and status.st_mode & _WRITABLE_BY_OTHERS:
         return (
-            f"{path} in kiln's cache is writable by group or others "
+            f"{path} in {where} is writable by group or others "
             f"(mode {stat.S_IMODE(status.st_mode):04o}): chmod go-w {path}, "
-            f"or {_CHOOSE_ANOTHER}"
+            f"or {otherwise}"
         )
     return None
 
