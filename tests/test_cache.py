@@ -90,6 +90,22 @@ def test_prune_removes_stale_and_old_failed_runs_only(tmp_path: Path) -> None:
     assert fresh.exists() and recent_failed.exists() and held.exists()
 
 
+def test_prune_frees_a_killed_runs_directory_at_once(tmp_path: Path) -> None:
+    # A SIGKILLed run (its lock file there, nobody holding it) was kept for a day, its
+    # --fresh-env environment with it, while `kiln cache prune` said it removed nothing.
+    cache = Path(os.environ["KILN_CACHE_DIR"])
+    killed = make_run(cache, "killed", age=120)
+    starting = make_run(cache, "starting", age=0)
+    for run in (killed, starting):
+        (run / ".lock").touch()
+        os.utime(run, (time.time() - (120 if run == killed else 0),) * 2)
+    completed = run_kiln("cache", "prune")
+    assert completed.returncode == 0, completed.stderr
+    assert "removed 1 stale run(s)" in completed.stdout
+    assert not killed.exists()
+    assert starting.exists(), "a run that may be taking its lock right now stays"
+
+
 def test_clean_spares_runs_in_progress(tmp_path: Path) -> None:
     cache = Path(os.environ["KILN_CACHE_DIR"])
     idle = make_run(cache, "idle", age=0)

@@ -42,6 +42,10 @@ FAILED_RUN_MAX_AGE = 7 * 24 * 3600
 # A run directory nobody holds, not marked failed, is a crashed run's leftovers;
 # a day's grace covers clocks and slow machines.
 STALE_RUN_AGE = 24 * 3600
+# But one holding a lock file nobody holds is a killed run's (SIGKILL, the OOM
+# killer): a run locks the file the moment it creates it, so a minute's grace is
+# plenty, and what it left (a --fresh-env environment, say) is freed at once.
+KILLED_RUN_AGE = 60
 # Names from the run directory layout (see kiln.workspace), needed here to prune.
 _RUN_LOCK = ".lock"
 _RUN_FAILED = "failed.json"
@@ -182,7 +186,8 @@ class Cache:
             if run == keep_running or run in failed_kept:
                 continue
             is_failed = run in failed
-            if not is_failed and now - _modified(run) < stale_after:
+            grace = min(KILLED_RUN_AGE, stale_after) if (run / _RUN_LOCK).exists() else stale_after
+            if not is_failed and now - _modified(run) < grace:
                 continue  # probably a run that has only just started
             if is_locked(run / _RUN_LOCK):
                 continue
