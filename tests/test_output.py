@@ -244,10 +244,10 @@ def leave_a_read_only_tree_in_the_place(directory: Path) -> None:
     from kiln.workspace import Workspace
 
     cache = Cache.open(directory / "cache")
-    first = Workspace.in_cache(cache, "proj")
+    first = Workspace.in_cache(cache, "proj").open()
     read_only_tree(first.stable_dir("build"))
     first.succeed()
-    second = Workspace.in_cache(cache, "proj")
+    second = Workspace.in_cache(cache, "proj").open()
     assert sorted(p.name for p in second.place.iterdir()) == ["tmp"], "emptied for this build"
     second.succeed()
     assert list(second.place.iterdir()) == [], "and after it"
