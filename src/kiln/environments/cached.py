@@ -227,7 +227,7 @@ class CachedEnvProvider:
         else:
             logger.info("Reusing build environment %s", path)
             log.section(f"reusing build environment at {path}")
-        (path / LAST_USED_NAME).touch()
+        (path / LAST_USED_NAME).touch(mode=0o600)
         record = _read_record(path)
         environment = CachedEnvironment(path, self, key)
         # Making (or replacing) an environment writes a new record with a new time.
@@ -289,7 +289,7 @@ class CachedEnvProvider:
             "created": time.time(),
             "fingerprint": fingerprint(path),
         }
-        write_json(path / RECORD_NAME, record, indent=2)  # last: now it is complete
+        write_json(path / RECORD_NAME, record, indent=2, private=True)  # last: complete
 
     def _close_all(self, log: BuildLog) -> None:
         for environment, lock, recorded in self._open.values():
@@ -331,7 +331,7 @@ def _mark_unfit(path: Path, reason: str) -> None:
         return
     record["unfit"] = reason
     with contextlib.suppress(OSError):
-        write_json(path / RECORD_NAME, record, indent=2)
+        write_json(path / RECORD_NAME, record, indent=2, private=True)
 
 
 def _read_record(path: Path) -> dict[str, object]:
