@@ -43,7 +43,7 @@ def test_empty_key_is_refused() -> None:
 
 def test_unknown_distribution_is_refused() -> None:
     with pytest.raises(UsageError, match="unknown distribution 'egg'"):
-        BuildRequest(Path(), distributions=("wheel", "egg"))
+        BuildRequest(Path(), distributions=("wheel", "egg"))  # type: ignore[arg-type]
 
 
 def test_installer_with_no_isolation_is_refused() -> None:

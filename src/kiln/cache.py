@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import KilnError, UsageError, disk_full_error, is_disk_full
-from kiln.layout import CACHE_DIR_ENV, ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.layout import ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.options import CACHE_DIR_ENV
 from kiln.trust import enterable_by_others, entry_problem, root_problem
 
 TAG_NAME = "CACHEDIR.TAG"

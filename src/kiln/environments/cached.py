@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 RECORD_VERSION = 2
 # The warm hook runner's notes on what hooks import here (kiln.hooks.warm).
 WARM_IMPORTS_NAME = "kiln-warm-imports.json"
-ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
 # An environment being replaced is renamed to this prefix and its name, then removed.
 TRASH_PREFIX = ".discarded-"
@@ -111,19 +110,6 @@ class EnvironmentKey:
         return True
 
 
-def environment_ttl() -> float:
-    """Seconds an environment resolved from unpinned requirements is trusted."""
-    value = os.environ.get(ENV_TTL_ENV)
-    if not value:
-        return DEFAULT_TTL
-    try:
-        return float(value)
-    except ValueError:
-        from kiln.errors import UsageError
-
-        raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
-
-
 class CachedEnvironment(VirtualEnvironment):
     """A cached environment: requirements beyond its key go to another cached one."""
 
@@ -179,7 +165,8 @@ class CachedEnvProvider:
         self.constraints = tuple(constraints)
         self.base_environ = dict(base_environ)
         self.refresh = refresh
-        self.ttl = environment_ttl() if ttl is None else ttl
+        # The request's env_ttl ($KILN_ENV_TTL, read at the edge), else a day.
+        self.ttl = DEFAULT_TTL if ttl is None else ttl
         self._open: dict[str, tuple[CachedEnvironment, FileLock, str]] = {}
         self._refreshed: set[str] = set()
         self.location: Path | None = None
