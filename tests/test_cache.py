@@ -15,6 +15,7 @@ from kiln.cache import CACHEDIR_TAG, Cache
 from kiln.errors import UsageError
 from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
+from kiln.options import environment_defaults
 from tests.conftest import ProjectFactory
 from tests.helpers import FIXTURES, SRC, run_kiln, snapshot
 from tests.readonly import SETUP_FAILED, readonly_world_available, run_in_readonly_world
@@ -35,10 +36,11 @@ def make_run(cache: Path, name: str, *, age: float, failed: bool = False) -> Pat
 
 
 def test_cache_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "from-env"))
-    assert resolve_cache_dir() == tmp_path / "from-env"
+    # KILN_CACHE_DIR is read at the edge, into the request's cache_dir (kiln.options).
+    from_env = environment_defaults({"cache_dir": None}, {"KILN_CACHE_DIR": "~/from-env"})
+    assert resolve_cache_dir(from_env["cache_dir"]) == Path.home() / "from-env"
     assert resolve_cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
-    monkeypatch.delenv("KILN_CACHE_DIR")
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "not-read-here"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
         assert resolve_cache_dir() == tmp_path / "xdg" / "kiln"
