@@ -74,7 +74,7 @@ def select_compiler_cache(
             f"unknown compiler cache {choice!r}; choose one of {', '.join(COMPILER_CACHE_CHOICES)}"
         )
     # The value may come from the option or the variable: name both.
-    explicit = f"--compiler-cache (or {COMPILER_CACHE_ENV}) {choice}"
+    explicit = f"--compiler-cache {choice} (or {COMPILER_CACHE_ENV}={choice})"
     if choice == "none":
         return None
     if choice in ("auto", "ccache"):
