@@ -298,7 +298,7 @@ def _environments_problem(environments: Path) -> str | None:
 def _remove(path: Path) -> None:
     """Remove ``path``: a directory with what it holds (read-only trees a backend
     left too), anything else (a link too) by itself. Never follows a link."""
-    from kiln.output import remove_tree
+    from kiln.removal import remove_tree
 
     remove_tree(path)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kiln.errors import BadArtifactError, UsageError
+from kiln.removal import allow_owner, remove_tree, user_id
 from kiln.request import SDIST
 from kiln.result import Artifact
 
@@ -121,7 +121,7 @@ def remove_dead_staging(outdir: Path) -> None:
         try:
             # Another user's (a shared outdir such as /tmp/dist) is theirs to remove,
             # even for root: kiln only removes what its own runs left.
-            if os.fstat(fd).st_uid != _euid():
+            if os.fstat(fd).st_uid != user_id():
                 continue
             if _try_lock(fd) and _still_at(fd, path):
                 error = remove_tree(path)
@@ -159,7 +159,7 @@ def _open_directory(path: Path, *, make_readable: bool = False) -> int | None:
     try:
         return os.open(path, _DIRECTORY_FLAGS)
     except PermissionError:
-        if not make_readable or not _allow_owner(path):
+        if not make_readable or not allow_owner(path):
             return None
     except OSError:
         return None
@@ -195,67 +195,6 @@ def _still_at(fd: int, path: Path) -> bool:
         there.st_dev,
         there.st_ino,
     )
-
-
-def remove_tree(path: Path) -> OSError | None:
-    """Remove ``path`` and everything in it without following a symlink, also
-    where a backend left read-only directories; the error if something stays.
-    A symlink or a file at ``path`` is removed itself. kiln's one way to remove
-    what builds wrote (staging, the stable place, the cache's buckets)."""
-    try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            path.unlink()  # a link or a file in its place: remove that, not what a link names
-            return None
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return error
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path):
-        return None
-    _allow_owner_everywhere(path)
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return error
-    return None
-
-
-def _allow_owner_everywhere(top: Path) -> None:
-    """Give the owner read, write and search on every directory under ``top``
-    (what a backend made read-only), without following symlinks."""
-    pending = [str(top)]
-    while pending:
-        directory = pending.pop()
-        if not _allow_owner(Path(directory)):
-            continue
-        try:
-            with os.scandir(directory) as scan:
-                pending.extend(e.path for e in scan if e.is_dir(follow_symlinks=False))
-        except OSError:
-            continue
-
-
-def _euid() -> int:
-    return os.geteuid() if hasattr(os, "geteuid") else 0
-
-
-def _allow_owner(path: Path) -> bool:
-    """Add u+rwx to ``path`` if it is a real directory this user owns; whether it is one."""
-    try:
-        status = os.lstat(path)
-    except OSError:
-        return False
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != _euid():
-        return False
-    if status.st_mode & stat.S_IRWXU != stat.S_IRWXU:
-        # lstat said a directory; chmod would follow a link only if one replaced it
-        # since, in a tree only this user can write into.
-        with contextlib.suppress(OSError):
-            path.chmod(stat.S_IMODE(status.st_mode) | stat.S_IRWXU)
-    return True
 
 
 def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Path | None) -> Path:

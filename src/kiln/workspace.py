@@ -36,8 +36,8 @@ from kiln.errors import UsageError
 from kiln.jsonfiles import write_json
 from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
 from kiln.locks import FileLock
-from kiln.output import remove_tree
 from kiln.process import BuildLog
+from kiln.removal import empty_directory, remove_tree
 from kiln.trust import entry_problem
 
 logger = logging.getLogger(__name__)
@@ -143,11 +143,11 @@ class Workspace:
         self._place_lock = lock
         # Whatever an earlier run left (a crash, or a build of another checkout with
         # the same name) must not reach this build's artifacts.
-        _empty(place)
+        empty_directory(place)  # read-only trees too: what stays reaches the next build
 
     def _release_place(self) -> None:
         if self._place_lock is not None:
-            _empty(self.place)
+            empty_directory(self.place)
             self._place_lock.release()
             self._place_lock = None
 
@@ -269,9 +269,3 @@ def _refuse_untrusted(path: Path, *, directory: bool) -> None:
 def _create_private(path: Path) -> None:
     """Create the file ``path``, readable by its owner alone, if it is missing."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600))
-
-
-def _empty(directory: Path) -> None:
-    # Read-only trees too (a backend's): what stays would reach the next build.
-    for entry in list(directory.iterdir()):
-        remove_tree(entry)
