@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import kiln
+from kiln.request import Installer
 from tests.conftest import ProjectFactory
 from tests.helpers import INSTALLERS, run_kiln, wheel_files, wheel_metadata
 
@@ -144,7 +145,7 @@ def test_sdist_archive_refuses_to_build_an_sdist(project: ProjectFactory, tmp_pa
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_dynamic_requirements_are_installed(
-    project: ProjectFactory, tmp_path: Path, installer: str
+    project: ProjectFactory, tmp_path: Path, installer: Installer
 ) -> None:
     source = project("intree_backend")
     result = kiln.build(source, tmp_path, distributions=["wheel"], installer=installer)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kiln.cache import Cache
+from kiln.cache import CACHEDIR_TAG, Cache
 from kiln.errors import UsageError
 from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
+from kiln.options import environment_defaults
 from tests.conftest import ProjectFactory
 from tests.helpers import FIXTURES, SRC, run_kiln, snapshot
 from tests.readonly import SETUP_FAILED, readonly_world_available, run_in_readonly_world
@@ -35,10 +36,11 @@ def make_run(cache: Path, name: str, *, age: float, failed: bool = False) -> Pat
 
 
 def test_cache_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "from-env"))
-    assert resolve_cache_dir() == tmp_path / "from-env"
+    # KILN_CACHE_DIR is read at the edge, into the request's cache_dir (kiln.options).
+    from_env = environment_defaults({"cache_dir": None}, {"KILN_CACHE_DIR": "~/from-env"})
+    assert resolve_cache_dir(from_env["cache_dir"]) == Path.home() / "from-env"
     assert resolve_cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
-    monkeypatch.delenv("KILN_CACHE_DIR")
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "not-read-here"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
         assert resolve_cache_dir() == tmp_path / "xdg" / "kiln"
@@ -88,6 +90,22 @@ def test_prune_removes_stale_and_old_failed_runs_only(tmp_path: Path) -> None:
     assert "removed 1 stale run(s), 1 old failed build(s)" in completed.stdout
     assert not stale.exists() and not old_failed.exists()
     assert fresh.exists() and recent_failed.exists() and held.exists()
+
+
+def test_prune_frees_a_killed_runs_directory_at_once(tmp_path: Path) -> None:
+    # A SIGKILLed run (its lock file there, nobody holding it) was kept for a day, its
+    # --fresh-env environment with it, while `kiln cache prune` said it removed nothing.
+    cache = Path(os.environ["KILN_CACHE_DIR"])
+    killed = make_run(cache, "killed", age=120)
+    starting = make_run(cache, "starting", age=0)
+    for run in (killed, starting):
+        (run / ".lock").touch()
+        os.utime(run, (time.time() - (120 if run == killed else 0),) * 2)
+    completed = run_kiln("cache", "prune")
+    assert completed.returncode == 0, completed.stderr
+    assert "removed 1 stale run(s)" in completed.stdout
+    assert not killed.exists()
+    assert starting.exists(), "a run that may be taking its lock right now stays"
 
 
 def test_clean_spares_runs_in_progress(tmp_path: Path) -> None:
@@ -188,6 +206,22 @@ def test_a_build_refuses_a_user_directory_on_the_command_line(tmp_path: Path) ->
     [line] = completed.stderr.splitlines()
     assert "is not a kiln cache directory" in line
     assert snapshot(directory) == before
+
+
+def test_a_cache_whose_tag_a_killed_run_left_empty_is_still_kilns(tmp_path: Path) -> None:
+    # A run killed between creating the tag and writing it (O_EXCL, then write) left
+    # an empty tag alone in the directory it made: every later run refused it.
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    (root / "CACHEDIR.TAG").touch(mode=0o600)
+    assert Cache.existing(root) is not None, "kiln cache info reads it"
+    cache = Cache.open(root)
+    assert (cache.root / "CACHEDIR.TAG").read_text() == CACHEDIR_TAG
+    # Not so a tag beside other files, nor one that says something else.
+    (root / "CACHEDIR.TAG").write_text("")
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="is not a kiln cache directory"):
+        Cache.open(root)
 
 
 def test_an_empty_directory_becomes_a_cache(tmp_path: Path) -> None:

@@ -26,15 +26,13 @@ from kiln.compilers.common import redact_url
 from kiln.compilers.sccache import Sccache, sccache_stats_difference
 from kiln.compilers.sccache_server import server_alive, start_users_sccache_server, users_sccache
 from kiln.compilers.selection import (
-    COMPILER_CACHE_ENV,
-    COMPILER_CACHE_REMOTE_ENV,
     _sccache_from_package,
-    compiler_cache_remote,
     find_ccache,
     find_sccache,
     select_compiler_cache,
 )
 from kiln.errors import EnvironmentSetupError, UsageError
+from kiln.options import COMPILER_CACHE_ENV, COMPILER_CACHE_REMOTE_ENV, environment_defaults
 from tests.redis_server import dbsize, free_port, redis_server
 
 SOURCE = '#include "answer.h"\n#include "env.h"\nint answer(void) { return ANSWER + ENV; }\n'
@@ -745,13 +743,19 @@ def test_auto_takes_sccache_without_ccache(sccache_executable: str, tmp_path: Pa
 
 
 def test_environment_variable_decides_auto(ccache: Ccache, tmp_path: Path) -> None:
+    # The variable is read at the edge, into the request (kiln.options).
+    def chosen(option: str | None, variable: str) -> str | None:
+        filled = environment_defaults({"compiler_cache": option}, {COMPILER_CACHE_ENV: variable})
+        return filled.get("compiler_cache", option)
+
     environ = path_with(tmp_path, ccache=ccache.executable)
-    assert select_compiler_cache("auto", environ | {COMPILER_CACHE_ENV: "none"}) is None
+    assert chosen("auto", "none") == "none"
+    assert select_compiler_cache("none", environ) is None
     # An explicit choice wins over the variable.
-    chosen = select_compiler_cache("ccache", environ | {COMPILER_CACHE_ENV: "none"})
-    assert isinstance(chosen, Ccache)
+    assert chosen("ccache", "none") == "ccache"
+    assert isinstance(select_compiler_cache("ccache", environ), Ccache)
     with pytest.raises(UsageError, match=f"{COMPILER_CACHE_ENV}='buildcache'"):
-        select_compiler_cache("auto", environ | {COMPILER_CACHE_ENV: "buildcache"})
+        chosen("auto", "buildcache")
 
 
 def test_unknown_choice_and_none() -> None:
@@ -825,11 +829,13 @@ def test_remote_url_helpers() -> None:
     assert redact_url("redis://user:pw@host") == "redis://***@host"
     assert redact_url("redis://password-only@host") == "redis://***@host"  # ccache's form
     assert redact_url("redis://host:6379") == "redis://host:6379"
-    assert (
-        compiler_cache_remote("redis://a", {COMPILER_CACHE_REMOTE_ENV: "redis://b"}) == "redis://a"
-    )
-    assert compiler_cache_remote(None, {COMPILER_CACHE_REMOTE_ENV: " redis://b "}) == "redis://b"
-    assert compiler_cache_remote(None, {}) is None
+    # The option wins; the variable fills it in when unset, stripped; empty is unset.
+    variable = {COMPILER_CACHE_REMOTE_ENV: " redis://b "}
+    assert environment_defaults({"compiler_cache_remote": "redis://a"}, variable) == {}
+    assert environment_defaults({"compiler_cache_remote": None}, variable) == {
+        "compiler_cache_remote": "redis://b"
+    }
+    assert environment_defaults({"compiler_cache_remote": None}, {}) == {}
 
 
 def test_the_old_module_names_the_same_objects() -> None:

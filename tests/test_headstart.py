@@ -14,6 +14,7 @@ from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
 from kiln.hooks.runners import PlainHookRunners, TakesHeadStart, hand_head_start
 from kiln.hooks.warm import WarmHookRunners
 from kiln.layout import project_place, worker_plans
+from kiln.options import environment_defaults
 from tests.helpers import pid_alive
 
 ENVIRONMENT = "0123456789abcdef"
@@ -95,10 +96,11 @@ def test_a_build_starts_the_planned_worker_unless_its_hooks_run_plain(
     variable: str | None,
     starts: bool,
 ) -> None:
-    if variable is None:
-        monkeypatch.delenv("KILN_HOOK_RUNNER", raising=False)
-    else:
-        monkeypatch.setenv("KILN_HOOK_RUNNER", variable)
+    # The command line reads KILN_HOOK_RUNNER into the option before the head start;
+    # start_for_build reads the option alone.
+    monkeypatch.setenv("KILN_HOOK_RUNNER", "plain")
+    environ = {} if variable is None else {"KILN_HOOK_RUNNER": variable}
+    option = environment_defaults({"hook_runner": option}, environ).get("hook_runner", option)
     cache, source = tmp_path / "cache", tmp_path / "src" / "proj"
     source.mkdir(parents=True)
     keep_plan(plans_in_cache(tmp_path), source, plan_fields(tmp_path))

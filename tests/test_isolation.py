@@ -10,6 +10,7 @@ import pytest
 
 import kiln
 from kiln.errors import InstallerError
+from kiln.request import Installer
 from tests.conftest import ProjectFactory
 from tests.helpers import INSTALLERS, WHEELHOUSE, run_kiln, wheel_files
 
@@ -128,7 +129,7 @@ def test_user_index_configuration_reaches_the_installer(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_constraints_reach_the_installer(
-    project: ProjectFactory, tmp_path: Path, installer: str
+    project: ProjectFactory, tmp_path: Path, installer: Installer
 ) -> None:
     source = project("intree_backend")  # its backend asks for "wheel", unpinned
     impossible = tmp_path / "impossible.txt"

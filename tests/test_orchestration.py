@@ -60,7 +60,7 @@ def a_project(tmp_path: Path) -> SourceInput:
 
 def test_the_default_plan(tmp_path: Path, no_processes: None) -> None:
     source = a_project(tmp_path)
-    plan = plan_build(BuildRequest(source.path), source, {"KILN_CACHE_DIR": str(tmp_path / "c")})
+    plan = plan_build(BuildRequest(source.path, cache_dir=tmp_path / "c"), source)
     assert plan.distributions == ("sdist", "wheel")
     assert plan.wheel_from_sdist
     assert plan.outdir == source.path / "dist"
@@ -70,27 +70,29 @@ def test_the_default_plan(tmp_path: Path, no_processes: None) -> None:
     assert not (tmp_path / "c").exists(), "deciding creates nothing"
 
 
-def test_the_plan_reads_the_environment_it_is_given_only(
+def test_the_plan_reads_the_request_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_processes: None
 ) -> None:
+    # The KILN_* variables were read into the request at the edge (kiln.options).
     monkeypatch.setenv("KILN_HOOK_RUNNER", "warm")
     monkeypatch.setenv("KILN_COMPILER_CACHE", "ccache")
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "not-read"))
     source = a_project(tmp_path)
-    given = {
-        "KILN_HOOK_RUNNER": "plain",
-        "KILN_COMPILER_CACHE_REMOTE": "redis://cache",
-        "KILN_CACHE_DIR": str(tmp_path / "given"),
-    }
-    plan = plan_build(BuildRequest(source.path), source, given)
-    assert plan.hook_runner == "plain"
-    assert plan.compiler_cache == "none", "the process's KILN_COMPILER_CACHE is not read"
-    assert plan.compiler_cache_remote == "redis://cache"
-    assert plan.cache_dir == tmp_path / "given"
-    given["KILN_COMPILER_CACHE"] = "sccache"
-    assert plan_build(BuildRequest(source.path), source, given).compiler_cache == "auto"
-    request = BuildRequest(source.path, hook_runner="warm", compiler_cache="none")
-    assert plan_build(request, source, given).hook_runner == "warm", "the option wins"
-    assert plan_build(request, source, given).compiler_cache == "none"
+    plan = plan_build(BuildRequest(source.path), source)
+    assert (plan.hook_runner, plan.compiler_cache) == ("auto", "none")
+    assert plan.cache_dir != tmp_path / "not-read"
+    request = BuildRequest(
+        source.path,
+        hook_runner="plain",
+        compiler_cache="sccache",
+        compiler_cache_remote="redis://cache",
+        cache_dir=tmp_path / "given",
+        env_ttl=60.0,
+    )
+    plan = plan_build(request, source)
+    assert (plan.hook_runner, plan.compiler_cache) == ("plain", "sccache")
+    assert (plan.compiler_cache_remote, plan.cache_dir) == ("redis://cache", tmp_path / "given")
+    assert plan.env_ttl == 60.0
 
 
 @pytest.mark.parametrize(
@@ -106,7 +108,7 @@ def test_the_environment_kind(
     tmp_path: Path, options: dict[str, Any], kind: str, installer: str | None, no_processes: None
 ) -> None:
     source = a_project(tmp_path)
-    plan = plan_build(BuildRequest(source.path, **options), source, {})
+    plan = plan_build(BuildRequest(source.path, **options), source)
     assert (plan.environment, plan.installer) == (kind, installer)
     if "env_dir" in options:
         assert plan.env_dir == Path("envs/here").absolute()
@@ -115,28 +117,28 @@ def test_the_environment_kind(
 def test_distributions_in_order_and_metadata_has_none(tmp_path: Path) -> None:
     source = a_project(tmp_path)
     request = BuildRequest(source.path, outdir=Path("out"), distributions=("wheel", "sdist"))
-    plan = plan_build(request, source, {})
+    plan = plan_build(request, source)
     assert (plan.distributions, plan.wheel_from_sdist) == (("sdist", "wheel"), False)
     assert plan.outdir == Path("out").absolute()
-    metadata = plan_build(BuildRequest(source.path), source, {}, artifacts=False)
+    metadata = plan_build(BuildRequest(source.path), source, artifacts=False)
     assert (metadata.distributions, metadata.outdir) == ((), None)
 
 
 def test_an_sdist_archive_builds_a_wheel_only(tmp_path: Path) -> None:
     archive = SourceInput(tmp_path / "proj-1.0.tar.gz", is_archive=True)
-    plan = plan_build(BuildRequest(archive.path), archive, {})
+    plan = plan_build(BuildRequest(archive.path), archive)
     assert (plan.distributions, plan.outdir) == (("wheel",), tmp_path)
     with pytest.raises(UsageError, match="is already an sdist"):
-        plan_build(BuildRequest(archive.path, distributions=("sdist",)), archive, {})
+        plan_build(BuildRequest(archive.path, distributions=("sdist",)), archive)
     with pytest.raises(UsageError, match="needs a project directory"):
-        plan_build(BuildRequest(archive.path, distributions=("editable",)), archive, {})
+        plan_build(BuildRequest(archive.path, distributions=("editable",)), archive)
 
 
 def test_a_wheel_and_an_editable_wheel_are_refused(tmp_path: Path) -> None:
     source = a_project(tmp_path)
     request = BuildRequest(source.path, distributions=("wheel", "editable"))
     with pytest.raises(UsageError, match="cannot be built in one run"):
-        plan_build(request, source, {})
+        plan_build(request, source)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file names are bytes on POSIX only")
@@ -144,8 +146,8 @@ def test_a_cache_dir_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     source = a_project(tmp_path)
     odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")
     with pytest.raises(UsageError, match="is not a UTF-8 path"):
-        plan_build(BuildRequest(source.path), source, {"KILN_CACHE_DIR": odd})
-    plan = plan_build(BuildRequest(source.path, isolation=False), source, {"KILN_CACHE_DIR": odd})
+        plan_build(BuildRequest(source.path, cache_dir=Path(odd)), source)
+    plan = plan_build(BuildRequest(source.path, isolation=False, cache_dir=Path(odd)), source)
     assert plan.environment == "current", "no environment is made there"
 
 
@@ -317,7 +319,7 @@ class Fakes:
         options.setdefault("distributions", ("wheel",))
         options.setdefault("outdir", self.tmp / "out")
         request = BuildRequest(self.source.path, cache_dir=self.tmp / "cache", **options)
-        return plan_build(request, self.source, {})
+        return plan_build(request, self.source)
 
     def build(self, environ: Mapping[str, str] | None = None, **options: Any) -> Any:
         plan = self.plan(**options)
@@ -462,7 +464,7 @@ def test_an_env_dir_is_released_after_success_and_kept_after_failure(fakes: Fake
 
 def test_metadata_without_building(fakes: Fakes) -> None:
     request = BuildRequest(fakes.source.path, cache_dir=fakes.tmp / "cache")
-    plan = plan_build(request, fakes.source, {}, artifacts=False)
+    plan = plan_build(request, fakes.source, artifacts=False)
     result = run_metadata(plan, fakes.parts(), environ={})
     assert result.metadata is not None and result.metadata["name"] == "demo"
     assert fakes.runners.runner_.calls == [

@@ -139,6 +139,22 @@ def test_removing_staging_never_follows_a_link(tmp_path: Path) -> None:
     assert list(outdir.iterdir()) == []  # the link is gone, not what it named
 
 
+@posix_only
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="os.chown needs root")
+def test_another_users_leftover_is_left_alone(tmp_path: Path) -> None:
+    # In a shared outdir, kiln run as root removed another user's .kiln-staging-* tree.
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    theirs = outdir / f"{STAGING_PREFIX}theirs00"
+    theirs.mkdir()
+    (theirs / "work.txt").write_text("theirs")
+    os.chown(theirs / "work.txt", 65534, 65534)
+    os.chown(theirs, 65534, 65534)
+    with staging_dir(outdir):
+        pass
+    assert (theirs / "work.txt").read_text() == "theirs"
+
+
 # --- read-only trees: root ignores permission bits, so these run as an unprivileged user ----
 
 NOBODY = 65534
@@ -223,6 +239,30 @@ def test_a_dead_runs_read_only_staging_is_removed(unprivileged_dir: Path) -> Non
     run_unprivileged(remove_a_dead_runs_read_only_staging, unprivileged_dir)
 
 
+def leave_a_read_only_tree_in_the_place(directory: Path) -> None:
+    from kiln.cache import Cache
+    from kiln.workspace import Workspace
+
+    cache = Cache.open(directory / "cache")
+    first = Workspace.in_cache(cache, "proj").open()
+    read_only_tree(first.stable_dir("build"))
+    first.succeed()
+    second = Workspace.in_cache(cache, "proj").open()
+    assert sorted(p.name for p in second.place.iterdir()) == ["tmp"], "emptied for this build"
+    second.succeed()
+    assert list(second.place.iterdir()) == [], "and after it"
+
+
+@posix_only
+def test_a_read_only_tree_in_the_stable_place_does_not_reach_the_next_build(
+    unprivileged_dir: Path,
+) -> None:
+    # Emptying a project's stable place skipped what a backend left read-only: the
+    # next build of the project found the last one's files, and `kiln cache clean`
+    # could not remove them either. Staging has the one removal that copes; now all do.
+    run_unprivileged(leave_a_read_only_tree_in_the_place, unprivileged_dir)
+
+
 # --- what a hook returns ----------------------------------------------------------------------
 
 
@@ -304,6 +344,26 @@ def test_links_count_for_the_outdir_and_the_cache(tmp_path: Path) -> None:
         refuse_outdir_in_cache(tmp_path / "to-cache" / "out", cache)
     with pytest.raises(UsageError):
         refuse_outdir_in_cache(cache / "out", tmp_path / "to-cache")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bind mounts are Linux's")
+def test_an_outdir_in_the_cache_through_a_bind_mount_is_refused(tmp_path: Path) -> None:
+    # The cache seen under a second name (a container's volume, a bind mount): no path
+    # comparison sees it, and a build's -o there was emptied after "Successfully built".
+    cache = tmp_path / "cache"
+    (cache / "projects-v1" / "proj").mkdir(parents=True)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    bind = ["mount", "--bind", str(cache), str(mounted)]
+    bound = subprocess.run(bind, check=False, capture_output=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bound.stderr.decode(errors='replace').strip()}")
+    try:
+        with pytest.raises(UsageError, match="inside kiln's cache directory"):
+            refuse_outdir_in_cache(mounted / "projects-v1" / "proj" / "wheels", cache)
+        refuse_outdir_in_cache(tmp_path / "elsewhere", cache)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
 
 
 @pytest.mark.parametrize("outdir", ["cache-other", "out", "."])

@@ -51,8 +51,9 @@ def test_the_stable_place_is_emptied_before_and_after(
     project: ProjectFactory, tmp_path: Path
 ) -> None:
     source = project("flit_project")
-    place = Path(os.environ["KILN_CACHE_DIR"]) / "projects-v1" / "flit_project"
-    Cache.open()  # a cache kiln made, as the leftovers of a crashed run are in one
+    cache = Path(os.environ["KILN_CACHE_DIR"])
+    place = cache / "projects-v1" / "flit_project"
+    Cache.open(cache)  # a cache kiln made, as the leftovers of a crashed run are in one
     (place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit").mkdir(parents=True)
     stale = place / "from-sdist" / "kiln_fixture_flit-1.0.0" / "kiln_fixture_flit" / "stale.py"
     stale.write_text("STALE = True\n")

@@ -84,6 +84,43 @@ def test_a_cache_root_linked_by_another_user_is_refused(cache: Path, tmp_path: P
 
 
 @posix_only
+@pytest.mark.parametrize("bits", [0o777, 0o775])
+def test_a_cache_inside_a_directory_others_can_write_is_refused(tmp_path: Path, bits: int) -> None:
+    # Whoever can rename entries in /shared can exchange /shared/cache for a directory
+    # of theirs between kiln's checks and its use (RENAME_EXCHANGE, in a loop): a
+    # review emptied the victim's files through a planted projects-v1/<label> link so.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(bits)
+    with pytest.raises(UsageError, match=rf"inside {shared}, which is writable by group or"):
+        Cache.open(shared / "cache")
+    with pytest.raises(UsageError, match=rf"inside {shared}, which"):
+        Cache.existing(shared / "cache")  # made before the directory was opened up
+    link = tmp_path / "link"
+    link.symlink_to(shared / "cache")
+    with pytest.raises(UsageError, match=rf"inside {shared}, which"):
+        Cache.open(link)  # a link of the user's own, into the unsafe directory
+
+
+@posix_only
+def test_a_cache_inside_a_sticky_directory_is_fine(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"  # as /tmp: only an entry's owner may rename it
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert Cache.open(shared / "cache").root == shared / "cache"
+
+
+@posix_only
+@needs_root
+def test_a_cache_inside_another_users_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "theirs"
+    shared.mkdir(mode=0o755)
+    give_away(shared)
+    with pytest.raises(UsageError, match=rf"inside {shared}, which is owned by another user"):
+        Cache.open(shared / "cache")
+
+
+@posix_only
 def test_an_older_caches_root_is_made_owner_only(cache: Path) -> None:
     cache.chmod(0o755)
     Cache.open(cache)
@@ -317,7 +354,11 @@ def test_the_cache_is_owner_only_whatever_the_umask(
     for bucket in ("projects-v1", "runs-v1", "logs-v1"):
         made += (cache / bucket).iterdir()
     made += [p for p in (cache / "envs-v1").iterdir() if p.suffix == ".lock"]
-    assert len(made) > 8
+    # In each environment, what kiln writes itself (its record, the warm runner's notes,
+    # when it was last used); what the installer writes follows the umask.
+    for env in (p for p in (cache / "envs-v1").iterdir() if p.is_dir()):
+        made += [p for p in env.iterdir() if p.name.startswith(("kiln-", ".last-used"))]
+    assert len(made) > 10
     for path in made:
         assert mode(path) == (0o700 if path.is_dir() else 0o600), path
     # Artifacts are the user's to share: the umask applies to them as to any file.
@@ -335,3 +376,20 @@ def test_a_run_and_its_place_are_owner_only_whatever_the_umask(cache: Path) -> N
     run = workspace.root
     for path in [run, *run.iterdir(), cache / "projects-v1" / "proj.lock"]:
         assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
+@posix_only
+def test_an_untrusted_env_dir_record_is_refused_naming_the_env_dir(tmp_path: Path) -> None:
+    # The refusal said "in kiln's cache ... choose another cache directory with
+    # --cache-dir" for a record in an --env-dir, which no cache option changes.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "failed.json").write_text("{}")
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    (env_dir / ".kiln-run").symlink_to(elsewhere)
+    completed = run_kiln("debug", "--print", "--env-dir", env_dir)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert f"in --env-dir {env_dir} is a symbolic link" in line
+    assert line.endswith("or choose another --env-dir"), line

@@ -16,16 +16,23 @@ The lower-level parts (:mod:`kiln.project`, :mod:`kiln.environments`,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 __version__ = "0.1.0"
 
 TYPE_CHECKING = False  # spares importing typing: the command line starts up faster
 if TYPE_CHECKING:
+    import sys
     from typing import Any
 
     from kiln.errors import KilnError
-    from kiln.request import BuildRequest
+    from kiln.request import BuildOptions, BuildRequest, Distribution
+
+    # typing.Unpack is 3.11+; typing_extensions is only read by the type checker here.
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
     from kiln.result import Artifact, BuildResult
 
 __all__ = [
@@ -44,140 +51,38 @@ PathLike = str | os.PathLike[str]
 def build(
     source: PathLike = ".",
     outdir: PathLike | None = None,
-    distributions: Iterable[str] = (),
-    *,
-    config_settings: Mapping[str, Any] | None = None,
-    isolation: bool = True,
-    skip_dependency_check: bool = False,
-    installer: str = "auto",
-    constraints: Iterable[PathLike] = (),
-    cache_dir: PathLike | None = None,
-    env_dir: PathLike | None = None,
-    fresh_env: bool = False,
-    refresh: bool = False,
-    hook_runner: str = "auto",
-    compiler_cache: str | None = None,
-    compiler_cache_remote: str | None = None,
+    distributions: Distribution | Iterable[Distribution] = (),
+    **options: Unpack[BuildOptions],
 ) -> BuildResult:
     """Build ``source`` (a project directory or an sdist) into ``outdir``.
 
     ``distributions`` is any of ``"sdist"``, ``"wheel"``, ``"editable"``; empty
     means an sdist and then a wheel built from that sdist (from an sdist
-    archive: a wheel). ``env_dir`` is where the build environment goes (absent
-    or empty; removed after success, kept after failure); unlike the CLI, the
-    API does not read ``KILN_ENV_DIR``. Without it, the environment comes from
-    the cache and is reused by later builds; ``fresh_env`` asks for a throwaway
-    one, ``refresh`` re-resolves the cached one now. ``hook_runner`` is
-    "auto", "warm" or "plain". ``compiler_cache`` ("auto", "ccache", "sccache",
-    "none"; default $KILN_COMPILER_CACHE, else none) routes the backends'
-    compilers through a compiler cache, with ``compiler_cache_remote`` as shared
-    storage. Raises :class:`kiln.errors.KilnError`.
+    archive: a wheel). The keyword ``options`` are the fields of
+    :class:`kiln.BuildRequest` (see :class:`kiln.request.BuildOptions`), as the
+    command line's options; the ``KILN_*`` variables fill the unset ones, except
+    ``KILN_ENV_DIR``, which the API does not read. Raises
+    :class:`kiln.errors.KilnError`.
     """
     from kiln.builder import build as run_build
+    from kiln.request import request_from_options
 
-    request = _request(
-        source,
-        outdir,
-        distributions,
-        config_settings=config_settings,
-        isolation=isolation,
-        skip_dependency_check=skip_dependency_check,
-        installer=installer,
-        constraints=constraints,
-        cache_dir=cache_dir,
-        env_dir=env_dir,
-        fresh_env=fresh_env,
-        refresh=refresh,
-        hook_runner=hook_runner,
-        compiler_cache=compiler_cache,
-        compiler_cache_remote=compiler_cache_remote,
-    )
-    return run_build(request)
+    return run_build(request_from_options("build", source, outdir, distributions, options))
 
 
-def get_metadata(
-    source: PathLike = ".",
-    *,
-    config_settings: Mapping[str, Any] | None = None,
-    isolation: bool = True,
-    skip_dependency_check: bool = False,
-    installer: str = "auto",
-    constraints: Iterable[PathLike] = (),
-    cache_dir: PathLike | None = None,
-    env_dir: PathLike | None = None,
-    fresh_env: bool = False,
-    refresh: bool = False,
-    hook_runner: str = "auto",
-    compiler_cache: str | None = None,
-    compiler_cache_remote: str | None = None,
-) -> dict[str, Any]:
+def get_metadata(source: PathLike = ".", **options: Unpack[BuildOptions]) -> dict[str, Any]:
     """The wheel's core metadata, as parsed by ``packaging.metadata.parse_email``.
 
     The options are :func:`build`'s; a backend without a metadata hook builds a
     wheel to answer, which may compile.
     """
     from kiln.builder import prepare_metadata
+    from kiln.request import request_from_options
 
-    request = _request(
-        source,
-        config_settings=config_settings,
-        isolation=isolation,
-        skip_dependency_check=skip_dependency_check,
-        installer=installer,
-        constraints=constraints,
-        cache_dir=cache_dir,
-        env_dir=env_dir,
-        fresh_env=fresh_env,
-        refresh=refresh,
-        hook_runner=hook_runner,
-        compiler_cache=compiler_cache,
-        compiler_cache_remote=compiler_cache_remote,
-    )
+    request = request_from_options("get_metadata", source, None, (), options)
     metadata = prepare_metadata(request).metadata
     assert metadata is not None
     return metadata
-
-
-def _request(
-    source: PathLike,
-    outdir: PathLike | None = None,
-    distributions: Iterable[str] = (),
-    *,
-    config_settings: Mapping[str, Any] | None,
-    isolation: bool,
-    skip_dependency_check: bool,
-    installer: str,
-    constraints: Iterable[PathLike],
-    cache_dir: PathLike | None,
-    env_dir: PathLike | None,
-    fresh_env: bool,
-    refresh: bool,
-    hook_runner: str,
-    compiler_cache: str | None,
-    compiler_cache_remote: str | None,
-) -> BuildRequest:
-    from pathlib import Path
-
-    from kiln.request import BuildRequest, absolute_paths
-
-    return BuildRequest(
-        source=Path(source),
-        outdir=Path(outdir) if outdir is not None else None,
-        # A bare "wheel" means one distribution, not five letters.
-        distributions=(distributions,) if isinstance(distributions, str) else tuple(distributions),
-        config_settings=dict(config_settings or {}),
-        isolation=isolation,
-        skip_dependency_check=skip_dependency_check,
-        installer=installer,
-        constraints=absolute_paths([os.fspath(c) for c in constraints]),
-        cache_dir=Path(cache_dir) if cache_dir is not None else None,
-        env_dir=Path(env_dir) if env_dir is not None else None,
-        fresh_env=fresh_env,
-        refresh=refresh,
-        hook_runner=hook_runner,
-        compiler_cache=compiler_cache,
-        compiler_cache_remote=compiler_cache_remote,
-    )
 
 
 def __getattr__(name: str) -> Any:

@@ -60,7 +60,7 @@ def build(
     started = time.monotonic()
     environ = os.environ if environ is None else environ
     source = SourceInput.resolve(request.source)
-    plan = plan_build(request, source, environ)
+    plan = plan_build(request, source)
     parts = assemble_parts(plan, environ)
     result = run_build(plan, parts, environ=environ, head_start=head_start)
     result.seconds = time.monotonic() - started
@@ -77,7 +77,7 @@ def prepare_metadata(
     started = time.monotonic()
     environ = os.environ if environ is None else environ
     source = SourceInput.resolve(request.source)
-    plan = plan_build(request, source, environ, artifacts=False)
+    plan = plan_build(request, source, artifacts=False)
     parts = assemble_parts(plan, environ)
     result = run_metadata(plan, parts, environ=environ, head_start=head_start)
     result.seconds = time.monotonic() - started
@@ -168,6 +168,7 @@ class StandardProviders:
                 constraints=constraints,
                 base_environ=environ,
                 refresh=plan.refresh,
+                ttl=plan.env_ttl,
             )
         location = env_dir.path if env_dir is not None else workspace.root / "env"
         return FreshVirtualEnvProvider(

@@ -12,14 +12,14 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import KilnError, UsageError, disk_full_error, is_disk_full
-from kiln.layout import CACHE_DIR_ENV, ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.layout import ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.options import CACHE_DIR_ENV
 from kiln.trust import enterable_by_others, entry_problem, root_problem
 
 TAG_NAME = "CACHEDIR.TAG"
@@ -43,6 +43,10 @@ FAILED_RUN_MAX_AGE = 7 * 24 * 3600
 # A run directory nobody holds, not marked failed, is a crashed run's leftovers;
 # a day's grace covers clocks and slow machines.
 STALE_RUN_AGE = 24 * 3600
+# But one holding a lock file nobody holds is a killed run's (SIGKILL, the OOM
+# killer): a run locks the file the moment it creates it, so a minute's grace is
+# plenty, and what it left (a --fresh-env environment, say) is freed at once.
+KILLED_RUN_AGE = 60
 # Names from the run directory layout (see kiln.workspace), needed here to prune.
 _RUN_LOCK = ".lock"
 _RUN_FAILED = "failed.json"
@@ -183,7 +187,8 @@ class Cache:
             if run == keep_running or run in failed_kept:
                 continue
             is_failed = run in failed
-            if not is_failed and now - _modified(run) < stale_after:
+            grace = min(KILLED_RUN_AGE, stale_after) if (run / _RUN_LOCK).exists() else stale_after
+            if not is_failed and now - _modified(run) < grace:
                 continue  # probably a run that has only just started
             if is_locked(run / _RUN_LOCK):
                 continue
@@ -291,13 +296,11 @@ def _environments_problem(environments: Path) -> str | None:
 
 
 def _remove(path: Path) -> None:
-    """Remove ``path``: a directory with what it holds, anything else (a link too)
-    by itself. Never follows a link."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
+    """Remove ``path``: a directory with what it holds (read-only trees a backend
+    left too), anything else (a link too) by itself. Never follows a link."""
+    from kiln.removal import remove_tree
+
+    remove_tree(path)
 
 
 def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
@@ -313,23 +316,37 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
         if not entries:
             if not claim:
                 return True  # an empty directory is an empty cache
-            try:
-                descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue  # another run was quicker
-            try:
-                with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                    stream.write(CACHEDIR_TAG)
-            except OSError:
-                # A full disk, say: a cut-short tag would make the directory look
-                # like someone else's from then on.
-                tag.unlink(missing_ok=True)
-                raise
-            return True
+            if _write_tag(tag):
+                return True
+            continue  # another run was quicker
         if entries != [TAG_NAME] or text is None or not CACHEDIR_TAG.startswith(text):
             return False
         time.sleep(0.01)
-    return False
+    # An empty tag alone in the directory, still empty a second later: the kiln run
+    # that created it was killed before it wrote it (a full disk removes its own).
+    # Without this, the directory kiln made would be refused from then on.
+    if _read_tag(tag) != "" or [entry.name for entry in root.iterdir()] != [TAG_NAME]:
+        return False
+    if not claim:
+        return True
+    tag.unlink(missing_ok=True)
+    return _write_tag(tag) or _is_kiln_tag_text(_read_tag(tag) or "")
+
+
+def _write_tag(tag: Path) -> bool:
+    """Create kiln's tag at ``tag``; False if it exists. Raises OSError."""
+    try:
+        descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(CACHEDIR_TAG)
+    except OSError:
+        # A full disk, say: a cut-short tag would hold up every run for a moment.
+        tag.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def _read_tag(tag: Path) -> str | None:

@@ -12,12 +12,18 @@ and the rest of kiln is imported while it does.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
 from kiln.errors import EXIT_INTERRUPTED, EXIT_OK, KilnError, Terminated, UsageError
-from kiln.layout import ENV_DIR_ENV, HOOK_RUNNER_CHOICES, INSTALLER_CHOICES, path_from_environment
+from kiln.options import (
+    COMPILER_CACHE_CHOICES,
+    HOOK_RUNNER_CHOICES,
+    INSTALLER_CHOICES,
+    environment_defaults,
+)
 from kiln.subcommands import SUBCOMMANDS
 
 TYPE_CHECKING = False  # spares importing typing
@@ -50,7 +56,17 @@ maintenance:
 Full reference: https://github.com/kiln-build/kiln/tree/main/docs"""
 
 
+# Options that are about the command line's output, not the build: no request field.
+CLI_ONLY = ("metadata", "report", "verbose", "quiet", "help", "version")
+# The options that make up one request field, where the names differ.
+DISTRIBUTION_FLAGS = {"sdist": "sdist", "wheel": "wheel", "editable": "editable"}
+CONFIG_OPTIONS = ("config_setting", "config_json")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The build's options. Each dest is a :class:`kiln.request.BuildRequest` field
+    of that name, one of the two groups above, or in ``CLI_ONLY``; tests/test_cli.py
+    checks that against the request's fields and choices."""
     parser = argparse.ArgumentParser(
         prog="kiln",
         description=DESCRIPTION,
@@ -58,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "srcdir",
+        "source",
         metavar="SRC",
         nargs="?",
         default=".",
@@ -112,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument(
         "-n",
         "--no-isolation",
-        action="store_true",
+        dest="isolation",
+        action="store_false",
         help="build with the current interpreter; only check the requirements",
     )
     env.add_argument(
@@ -131,7 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-dir",
         metavar="PATH",
         type=Path,
-        default=path_from_environment(ENV_DIR_ENV),
         help="build in an environment at PATH (absent or empty; default: $KILN_ENV_DIR); "
         "removed after success, kept after failure",
     )
@@ -157,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.add_argument(
         "--compiler-cache",
-        choices=("auto", "ccache", "sccache", "none"),
+        choices=COMPILER_CACHE_CHOICES,
         help="route the backends' C, C++ and Rust compilers through a compiler cache "
         "(auto: whichever is installed; default: $KILN_COMPILER_CACHE, else none)",
     )
@@ -193,53 +209,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="show less (-q: warnings and the result; -qq: errors only)",
     )
     out.add_argument("-V", "--version", action="version", version=f"kiln {__version__}")
+    # No option: only $KILN_ENV_TTL sets it (kiln.options.environment_defaults).
+    parser.set_defaults(env_ttl=None)
     return parser
 
 
+def fill_from_environment(args: argparse.Namespace) -> None:
+    """Give the options not given their ``KILN_*`` defaults: the one place the
+    command line reads them, before the head start, which needs some."""
+    vars(args).update(environment_defaults(vars(args), os.environ))
+
+
 def request_from_args(args: argparse.Namespace) -> BuildRequest:
+    """The request the options describe (their ``KILN_*`` defaults filled in already)."""
+    import dataclasses
     import logging
 
-    from kiln.request import (
-        EDITABLE,
-        SDIST,
-        WHEEL,
-        BuildRequest,
-        absolute_paths,
-        parse_config_settings,
-    )
+    from kiln.request import BuildRequest, absolute_paths, parse_config_settings
 
-    chosen = [
-        d
-        for d, flag in ((SDIST, args.sdist), (WHEEL, args.wheel), (EDITABLE, args.editable))
-        if flag
-    ]
+    chosen = [d for d, dest in DISTRIBUTION_FLAGS.items() if getattr(args, dest)]
     if args.metadata and chosen:
         raise UsageError("--metadata cannot be combined with -s, -w or --editable")
     if args.metadata and args.outdir is not None:
         raise UsageError("--metadata prints to stdout; -o/--outdir has no effect with it")
     if args.report is not None and args.report.is_dir():
         raise UsageError(f"--report {args.report} is a directory; name a file")
-    if args.skip_dependency_check and not args.no_isolation:
+    if args.skip_dependency_check and args.isolation:
         logging.getLogger("kiln").warning(
             "-x/--skip-dependency-check only applies with --no-isolation; ignoring it"
         )
-    return BuildRequest(
-        source=Path(args.srcdir),
-        outdir=args.outdir,
+    given = vars(args)
+    fields = {f.name: given[f.name] for f in dataclasses.fields(BuildRequest) if f.name in given}
+    fields.update(
+        source=Path(args.source),
         distributions=tuple(chosen),
         config_settings=parse_config_settings(args.config_setting, args.config_json),
-        isolation=not args.no_isolation,
-        skip_dependency_check=args.skip_dependency_check,
-        installer=args.installer,
         constraints=absolute_paths(args.constraints),
-        cache_dir=args.cache_dir,
-        env_dir=args.env_dir,
-        hook_runner=args.hook_runner,
-        fresh_env=args.fresh_env,
-        refresh=args.refresh,
-        compiler_cache=args.compiler_cache,
-        compiler_cache_remote=args.compiler_cache_remote,
     )
+    return BuildRequest(**fields)
 
 
 def run(argv: Sequence[str]) -> int:
@@ -255,6 +262,13 @@ def run(argv: Sequence[str]) -> int:
         except KeyboardInterrupt as interrupt:
             return interrupt_status(interrupt)
     args = build_parser().parse_args(argv)
+    try:
+        fill_from_environment(args)
+    except UsageError as error:  # a bad KILN_* value; the terminal module is not loaded yet
+        from kiln.terminal import print_error
+
+        print_error(error, 0)
+        return error.exit_code
     head_start = _head_start(args)
     try:
         return _build(args, head_start)
@@ -266,11 +280,11 @@ def run(argv: Sequence[str]) -> int:
 def _head_start(args: argparse.Namespace) -> HeadStart | None:
     """Start the last build's warm worker, where this build may use one: a cached
     environment (not --no-isolation, --env-dir or --fresh-env) and warm hooks."""
-    if args.no_isolation or args.env_dir is not None or args.fresh_env:
+    if not args.isolation or args.env_dir is not None or args.fresh_env:
         return None
     from kiln.headstart import start_for_build
 
-    return start_for_build(Path(args.srcdir), args.cache_dir, args.hook_runner)
+    return start_for_build(Path(args.source), args.cache_dir, args.hook_runner)
 
 
 def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:

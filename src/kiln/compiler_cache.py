@@ -8,15 +8,8 @@ from kiln.compilers.ccache import Ccache, parse_ccache_stats_log
 from kiln.compilers.common import redact_url
 from kiln.compilers.sccache import Sccache, sccache_stats_difference
 from kiln.compilers.sccache_server import start_users_sccache_server, users_sccache
-from kiln.compilers.selection import (
-    COMPILER_CACHE_CHOICES,
-    COMPILER_CACHE_ENV,
-    COMPILER_CACHE_REMOTE_ENV,
-    compiler_cache_remote,
-    find_ccache,
-    find_sccache,
-    select_compiler_cache,
-)
+from kiln.compilers.selection import find_ccache, find_sccache, select_compiler_cache
+from kiln.options import COMPILER_CACHE_CHOICES, COMPILER_CACHE_ENV, COMPILER_CACHE_REMOTE_ENV
 
 __all__ = [
     "COMPILER_CACHE_CHOICES",
@@ -26,7 +19,6 @@ __all__ = [
     "CompilerCache",
     "CompilerCacheStats",
     "Sccache",
-    "compiler_cache_remote",
     "find_ccache",
     "find_sccache",
     "parse_ccache_stats_log",

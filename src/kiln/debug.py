@@ -66,22 +66,27 @@ def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> Faile
         run_dir = Path(os.path.realpath(env_dir)) / RUN_DIR_NAME
         if not (run_dir / FAILED_NAME).is_file():
             raise UsageError(f"no failed build is kept in --env-dir {env_dir}")
-        return load_failed_build(run_dir)
+        return load_failed_build(
+            run_dir, where=f"--env-dir {env_dir}", otherwise="choose another --env-dir"
+        )
     runs = cache.failed_runs() if cache is not None else []
     if not runs:
         raise UsageError("no failed build is kept in the cache; nothing to debug")
     return load_failed_build(runs[0])
 
 
-def load_failed_build(run_dir: Path) -> FailedBuild:
+def load_failed_build(
+    run_dir: Path, *, where: str = "kiln's cache", otherwise: str | None = None
+) -> FailedBuild:
     """The failed build kept in ``run_dir``; UsageError if its records cannot be read,
-    or may not be trusted: kiln debug starts a shell with the variables they hold."""
+    or may not be trusted: kiln debug starts a shell with the variables they hold.
+    ``where`` and ``otherwise``: the place, and the way out, for that message."""
     for path, directory in (
         (run_dir, True),
         (run_dir / FAILED_NAME, False),
         (run_dir / HOOK_RECORD_NAME, False),
     ):
-        problem = entry_problem(path, directory=directory)
+        problem = entry_problem(path, directory=directory, where=where, otherwise=otherwise)
         if problem is not None:
             raise UsageError(problem)
     try:

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from kiln.layout import (
     ENVS,
-    HOOK_RUNNER_ENV,
     absolute_source,
     project_place,
     resolve_cache_dir,
@@ -337,9 +336,8 @@ def start(plans: Path, source: Path) -> HeadStart | None:
 
 def start_for_build(source: Path, cache_dir: Path | None, hook_runner: str) -> HeadStart | None:
     """The head start for a build of ``source`` with a cached environment, given the
-    --cache-dir and --hook-runner options; None where the hooks are to run plain."""
-    if hook_runner == "auto":
-        hook_runner = os.environ.get(HOOK_RUNNER_ENV) or "auto"
+    --cache-dir and --hook-runner options (their KILN_* defaults filled in already);
+    None where the hooks are to run plain."""
     if hook_runner == "plain":
         return None
     try:

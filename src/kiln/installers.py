@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.errors import EnvironmentSetupError, InstallerError, UsageError
-from kiln.layout import INSTALLER_CHOICES
+from kiln.options import INSTALLER_CHOICES
 from kiln.process import BuildLog, run_logged
 
 logger = logging.getLogger(__name__)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    """The JSON object in ``path``; {} when it is missing, unreadable, not a regular
+    file or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Non-blocking: a FIFO in a file's place would hang the read (and the build).
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(descriptor, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return {}
+            data = json.loads(stream.read())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -1,8 +1,8 @@
-"""The names kiln's settings and places go by, and where they resolve to.
+"""The names kiln's places go by, and where they resolve to.
 
-The environment variables and option values kiln reads, the cache directory and
-its buckets, a project's label and its place in the cache. Cheap to import on
-purpose: the command line reads its arguments and starts the last run's warm
+The cache directory and its buckets, a project's label and its place in the
+cache (the options' choices and variables are in :mod:`kiln.options`). Cheap to
+import on purpose: the command line reads its arguments and starts the last run's warm
 worker (:mod:`kiln.headstart`) before it imports the rest of kiln.
 """
 
@@ -13,13 +13,6 @@ import re
 import sys
 from pathlib import Path
 
-CACHE_DIR_ENV = "KILN_CACHE_DIR"
-ENV_DIR_ENV = "KILN_ENV_DIR"
-HOOK_RUNNER_ENV = "KILN_HOOK_RUNNER"
-
-INSTALLER_CHOICES = ("auto", "pip", "uv")
-HOOK_RUNNER_CHOICES = ("auto", "warm", "plain")
-
 # The cache's buckets. Each carries a layout version in its name, so a later kiln
 # can change a bucket's layout without misreading an older one.
 RUNS = "runs-v1"
@@ -28,12 +21,6 @@ PROJECTS = "projects-v1"
 LOGS = "logs-v1"
 # Reusable build environments (kiln.environments.cached, which names it too).
 ENVS = "envs-v1"
-
-
-def path_from_environment(name: str) -> Path | None:
-    """A path from environment variable ``name``, or None when it is unset or empty."""
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def default_cache_dir() -> Path:
@@ -49,12 +36,10 @@ def default_cache_dir() -> Path:
 
 
 def resolve_cache_dir(explicit: Path | None = None) -> Path:
-    """``explicit`` (from --cache-dir), else $KILN_CACHE_DIR, else the platform default."""
+    """``explicit`` (the request's cache_dir: --cache-dir, else $KILN_CACHE_DIR, filled in
+    by :func:`kiln.options.environment_defaults`), else the platform default."""
     if explicit is not None:
         return Path(explicit).expanduser().absolute()
-    from_env = os.environ.get(CACHE_DIR_ENV)
-    if from_env:
-        return Path(from_env).expanduser().absolute()
     return default_cache_dir()
 
 

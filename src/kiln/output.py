@@ -10,9 +10,10 @@ Each build step gets a staging directory of its own, with a new random name
 directory whatever caches they use. A run holds an exclusive lock on its
 staging directory (``flock`` on the directory itself) for as long as it uses
 it; the operating system drops the lock when the run dies. A staging directory
-nobody holds is a dead run's leftover, and the next run removes it. One that
-cannot be locked (or is not a directory) is left alone: only what is provably
-dead is removed, and never through a symbolic link.
+nobody holds is a dead run's leftover, and the next run of the same user removes
+it. One that cannot be locked (or is not a directory, or is another user's) is
+left alone: only what is provably dead is removed, and never through a symbolic
+link.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kiln.errors import BadArtifactError, UsageError
+from kiln.removal import allow_owner, remove_tree, user_id
 from kiln.request import SDIST
 from kiln.result import Artifact
 
@@ -42,11 +43,28 @@ def refuse_outdir_in_cache(outdir: Path, cache_dir: Path) -> None:
     """Refuse an output directory inside kiln's cache, which kiln empties and prunes."""
     real_outdir = Path(os.path.realpath(outdir))
     real_cache = Path(os.path.realpath(cache_dir))
-    if real_outdir.is_relative_to(real_cache):
+    if real_outdir.is_relative_to(real_cache) or _is_below(real_outdir, real_cache):
         raise UsageError(
             f"output directory {outdir} is inside kiln's cache directory {cache_dir}, whose "
             "contents kiln empties and prunes; choose an output directory outside it (-o)"
         )
+
+
+def _is_below(path: Path, directory: Path) -> bool:
+    """Whether ``path``, or a directory above it, is ``directory`` itself: the same
+    directory may have two names (a bind mount) that no path comparison sees."""
+    try:
+        target = directory.stat()
+    except OSError:
+        return False  # not made yet: only its name can be compared
+    for candidate in (path, *path.parents):
+        try:
+            status = candidate.stat()
+        except OSError:
+            continue  # an outdir not made yet
+        if (status.st_dev, status.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 def prepare_outdir(outdir: Path) -> Path:
@@ -73,7 +91,7 @@ def staging_dir(outdir: Path) -> Iterator[Path]:
         yield path
     finally:
         try:
-            error = _remove_tree(path)
+            error = remove_tree(path)
             if error is not None:
                 logger.warning("could not remove the staging directory %s: %s", path, error)
         finally:
@@ -84,8 +102,9 @@ def staging_dir(outdir: Path) -> Iterator[Path]:
 def remove_dead_staging(outdir: Path) -> None:
     """Remove the staging directories in ``outdir`` that no live run holds.
 
-    Only real directories whose lock this process gets are removed; a symlink or
-    a file with the name, or a directory that cannot be locked, is left as it is.
+    Only real directories of this user's whose lock this process gets are removed;
+    a symlink or a file with the name, a directory another user owns, or one that
+    cannot be locked, is left as it is.
     """
     if sys.platform == "win32":  # pragma: no cover - no locks on directories: none is dead
         return
@@ -100,8 +119,12 @@ def remove_dead_staging(outdir: Path) -> None:
         if fd is None:
             continue
         try:
+            # Another user's (a shared outdir such as /tmp/dist) is theirs to remove,
+            # even for root: kiln only removes what its own runs left.
+            if os.fstat(fd).st_uid != user_id():
+                continue
             if _try_lock(fd) and _still_at(fd, path):
-                error = _remove_tree(path)
+                error = remove_tree(path)
                 if error is None:
                     logger.debug("removed %s, left by a kiln run that is gone", path)
                 else:
@@ -136,7 +159,7 @@ def _open_directory(path: Path, *, make_readable: bool = False) -> int | None:
     try:
         return os.open(path, _DIRECTORY_FLAGS)
     except PermissionError:
-        if not make_readable or not _allow_owner(path):
+        if not make_readable or not allow_owner(path):
             return None
     except OSError:
         return None
@@ -172,65 +195,6 @@ def _still_at(fd: int, path: Path) -> bool:
         there.st_dev,
         there.st_ino,
     )
-
-
-def _remove_tree(path: Path) -> OSError | None:
-    """Remove ``path`` and everything in it without following a symlink, also
-    where a backend left read-only directories; the error if something stays."""
-    try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            path.unlink()  # a link or a file in its place: remove that, not what a link names
-            return None
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return error
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path):
-        return None
-    _allow_owner_everywhere(path)
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        return error
-    return None
-
-
-def _allow_owner_everywhere(top: Path) -> None:
-    """Give the owner read, write and search on every directory under ``top``
-    (what a backend made read-only), without following symlinks."""
-    pending = [str(top)]
-    while pending:
-        directory = pending.pop()
-        if not _allow_owner(Path(directory)):
-            continue
-        try:
-            with os.scandir(directory) as scan:
-                pending.extend(e.path for e in scan if e.is_dir(follow_symlinks=False))
-        except OSError:
-            continue
-
-
-def _euid() -> int:
-    return os.geteuid() if hasattr(os, "geteuid") else 0
-
-
-def _allow_owner(path: Path) -> bool:
-    """Add u+rwx to ``path`` if it is a real directory this user owns; whether it is one."""
-    try:
-        status = os.lstat(path)
-    except OSError:
-        return False
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != _euid():
-        return False
-    if status.st_mode & stat.S_IRWXU != stat.S_IRWXU:
-        # lstat said a directory; chmod would follow a link only if one replaced it
-        # since, in a tree only this user can write into.
-        with contextlib.suppress(OSError):
-            path.chmod(stat.S_IMODE(status.st_mode) | stat.S_IRWXU)
-    return True
 
 
 def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Path | None) -> Path:

@@ -3,9 +3,9 @@
 A request and its source become a :class:`BuildPlan`: the distributions in
 order, the output directory, where the build environment comes from, which
 installer, hook runner and compiler cache are asked for. Nothing here starts a
-process or writes a file, and the environment is read only from the mapping
-passed in, so a plan can be made (and tested) anywhere; :mod:`kiln.builder`
-does what it says.
+process or writes a file, and nothing reads the environment: the ``KILN_*``
+variables were read into the request at the edge (:mod:`kiln.options`), so a
+plan can be made (and tested) anywhere; :mod:`kiln.builder` does what it says.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kiln.errors import UsageError
-from kiln.layout import CACHE_DIR_ENV, HOOK_RUNNER_ENV, default_cache_dir
+from kiln.layout import default_cache_dir
 from kiln.project import SourceInput
 from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
 
@@ -25,9 +25,6 @@ from kiln.request import EDITABLE, SDIST, WHEEL, BuildRequest
 # the user's --env-dir, a reusable one in the cache (the default), or a throwaway
 # one in the run directory (--fresh-env, or no usable cache).
 EnvironmentKind = Literal["current", "env-dir", "cached", "fresh"]
-
-_COMPILER_CACHE_ENV = "KILN_COMPILER_CACHE"
-_COMPILER_CACHE_REMOTE_ENV = "KILN_COMPILER_CACHE_REMOTE"
 
 
 @dataclass(frozen=True)
@@ -53,31 +50,28 @@ class BuildPlan:
     environment: EnvironmentKind
     # The --installer choice ("auto", "pip", "uv"); None: nothing is installed.
     installer: str | None
-    # The --hook-runner choice, $KILN_HOOK_RUNNER applied.
+    # The request's hook_runner ($KILN_HOOK_RUNNER applied at the edge).
     hook_runner: str
-    # "none", "auto", "ccache" or "sccache", $KILN_COMPILER_CACHE applied; and its remote.
+    # "none", "auto", "ccache" or "sccache" ($KILN_COMPILER_CACHE applied at the edge,
+    # None made "none"); and its remote.
     compiler_cache: str
     compiler_cache_remote: str | None
     constraints: tuple[Path, ...] = ()
     config_settings: Mapping[str, Any] = field(default_factory=dict)
     check_requirements: bool = True
     refresh: bool = False
+    # Seconds a cached environment from unpinned requirements is reused; None: a day.
+    env_ttl: float | None = None
 
 
-def plan_build(
-    request: BuildRequest,
-    source: SourceInput,
-    environ: Mapping[str, str],
-    *,
-    artifacts: bool = True,
-) -> BuildPlan:
+def plan_build(request: BuildRequest, source: SourceInput, *, artifacts: bool = True) -> BuildPlan:
     """The plan for ``request`` on ``source``; ``artifacts=False``: metadata only.
 
-    ``environ`` is the caller's environment (``os.environ`` at the edge), read
-    for the ``KILN_*`` defaults of options the request leaves open. Raises
-    UsageError for a request that cannot be carried out on this source.
+    The request's ``KILN_*`` defaults are filled in already, at the edge
+    (:meth:`BuildRequest.with_environment_defaults`). Raises UsageError for a
+    request that cannot be carried out on this source.
     """
-    cache_dir = _cache_dir(request, environ)
+    cache_dir = _cache_dir(request)
     _check_environment_path(request, cache_dir)
     if artifacts:
         order = plan_distributions(request, source)
@@ -87,13 +81,6 @@ def plan_build(
     else:
         order, outdir = Plan((), wheel_from_sdist=False), None
     env_dir = Path(request.env_dir).absolute() if request.env_dir is not None else None
-    compiler_cache = request.compiler_cache or (
-        "auto" if environ.get(_COMPILER_CACHE_ENV, "").strip() else "none"
-    )
-    remote = request.compiler_cache_remote or environ.get(_COMPILER_CACHE_REMOTE_ENV, "").strip()
-    hook_runner = request.hook_runner
-    if hook_runner == "auto":
-        hook_runner = environ.get(HOOK_RUNNER_ENV) or "auto"
     return BuildPlan(
         source=source,
         distributions=order.distributions,
@@ -103,13 +90,14 @@ def plan_build(
         env_dir=env_dir,
         environment=environment_kind(request),
         installer=request.installer if request.isolation else None,
-        hook_runner=hook_runner,
-        compiler_cache=compiler_cache,
-        compiler_cache_remote=remote or None,
+        hook_runner=request.hook_runner,
+        compiler_cache=request.compiler_cache or "none",
+        compiler_cache_remote=request.compiler_cache_remote or None,
         constraints=tuple(request.constraints),
         config_settings=request.config_settings,
         check_requirements=not request.skip_dependency_check,
         refresh=request.refresh,
+        env_ttl=request.env_ttl,
     )
 
 
@@ -159,11 +147,10 @@ def may_run_users_sccache(environ: Mapping[str, str]) -> bool:
     return any("sccache" in environ.get(name, "").lower() for name in names)
 
 
-def _cache_dir(request: BuildRequest, environ: Mapping[str, str]) -> Path:
-    """--cache-dir, else $KILN_CACHE_DIR, else the platform's user cache dir."""
-    chosen = request.cache_dir or environ.get(CACHE_DIR_ENV)
-    if chosen:
-        return Path(chosen).expanduser().absolute()
+def _cache_dir(request: BuildRequest) -> Path:
+    """--cache-dir (or $KILN_CACHE_DIR, read at the edge), else the platform's user cache dir."""
+    if request.cache_dir is not None:
+        return Path(request.cache_dir).expanduser().absolute()
     return default_cache_dir()
 
 

@@ -9,7 +9,9 @@ turn: whatever the child leaves running when it exits is ended with it
 (:func:`end_process_group`), an interrupted kiln (Ctrl-C, SIGTERM, SIGHUP) stops
 the whole group (:func:`stop_process_group`), and should kiln itself be killed
 (SIGKILL, the OOM killer), a small watcher it started ends the groups it left
-(:class:`GroupReaper`). Signalling a group is :mod:`kiln.process_group`'s.
+(:class:`GroupReaper`). A process that leaves the group on purpose (``setsid``,
+a daemon a hook starts) is beyond all of these. Signalling a group is
+:mod:`kiln.process_group`'s.
 """
 
 from __future__ import annotations

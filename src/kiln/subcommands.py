@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kiln.layout import CACHE_DIR_ENV, ENV_DIR_ENV, path_from_environment, resolve_cache_dir
+from kiln.layout import resolve_cache_dir
+from kiln.options import CACHE_DIR_ENV, environment_defaults
 
 TYPE_CHECKING = False  # the command line imports this module before the rest of kiln
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--env-dir",
         metavar="PATH",
         type=Path,
-        default=path_from_environment(ENV_DIR_ENV),
         help="the failed build kept in this --env-dir (default: $KILN_ENV_DIR, "
         "else the newest failed build in the cache)",
     )
@@ -72,6 +72,8 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    # --cache-dir and --env-dir from KILN_CACHE_DIR and KILN_ENV_DIR, as for a build.
+    vars(args).update(environment_defaults(vars(args), os.environ))
     if args.command == "cache":
         return _cache(args.action, args.cache_dir)
     return _debug(args.cache_dir, args.env_dir, print_only=args.print_only)

@@ -6,8 +6,9 @@ empties directories there, so a cache another local user can write is a way to
 run code as its owner, or to have kiln delete the owner's files. The rules are
 those of ssh and git's ``safe.directory``: the cache directory, and every entry
 kiln is about to trust, run or empty, must be owned by the current user and
-not writable by group or others, and no symbolic link kiln did not make is
-followed. Each check returns what is wrong, as one line with the fix, or None.
+not writable by group or others, every directory above the cache must be safe
+from other users too, and no symbolic link kiln did not make is followed.
+Each check returns what is wrong, as one line with the fix, or None.
 
 Standard library only and cheap (a few ``lstat`` calls): the command line runs
 these checks before it imports the rest of kiln. On Windows, where ``st_uid``
@@ -67,16 +68,61 @@ def root_problem(root: Path) -> str | None:
             f"(mode {stat.S_IMODE(status.st_mode):04o}), so another user could change "
             f"what kiln runs: make it yours alone with chmod 700 {root}, or {_CHOOSE_ANOTHER}"
         )
+    return _ancestors_problem(root, user)
+
+
+def _ancestors_problem(root: Path, user: int) -> str | None:
+    """What lets another user swap ``root`` for a directory of theirs, if anything.
+
+    Whoever may rename entries in a directory above the cache can exchange the
+    cache for a directory they made, between kiln's checks and its use of what
+    they checked (``renameat2(RENAME_EXCHANGE)`` does it atomically, millions of
+    times a second). So, as ssh's StrictModes asks of the path to a key, every
+    directory above the cache, as named and as resolved, must be the user's or
+    root's, and writable by no one else unless sticky (``/tmp``: there, only an
+    entry's owner may rename it).
+    """
+    seen: set[Path] = set()
+    for path in (root.absolute(), Path(os.path.realpath(root))):
+        for ancestor in path.parents:
+            if ancestor in seen:
+                continue
+            seen.add(ancestor)
+            try:
+                status = ancestor.stat()
+            except OSError:
+                continue  # the cache directory's own checks say what is wrong
+            mode = status.st_mode
+            if status.st_uid not in (user, 0):
+                why = f"is owned by another user (uid {status.st_uid})"
+            elif mode & _WRITABLE_BY_OTHERS and not mode & stat.S_ISVTX:
+                why = f"is writable by group or others (mode {stat.S_IMODE(mode):04o})"
+            else:
+                continue
+            return (
+                f"cache directory {root} is inside {ancestor}, which {why}, so another "
+                f"user could swap the cache for a directory of theirs: {_CHOOSE_ANOTHER}"
+            )
     return None
 
 
-def entry_problem(path: Path, *, directory: bool | None, exposed: bool = True) -> str | None:
+def entry_problem(
+    path: Path,
+    *,
+    directory: bool | None,
+    exposed: bool = True,
+    where: str = "kiln's cache",
+    otherwise: str | None = None,
+) -> str | None:
     """What makes ``path``, an entry kiln made in its cache (a directory, a file, or
     None: either), untrustworthy, if anything; None also when it does not exist.
 
     ``exposed``: other users can reach it (some directory above it lets them
     in); where they cannot, a mode that would let them write does no harm.
+    ``where`` and ``otherwise`` name the place for the message (an --env-dir) and
+    the way out besides fixing the entry (by default: another cache directory).
     """
+    otherwise = otherwise or _CHOOSE_ANOTHER
     user = _user()
     if user is None:
         return None
@@ -85,27 +131,27 @@ def entry_problem(path: Path, *, directory: bool | None, exposed: bool = True) -
     except FileNotFoundError:
         return None
     except OSError as error:
-        return f"cannot check {path} in kiln's cache: {error.strerror or error}"
+        return f"cannot check {path} in {where}: {error.strerror or error}"
     if stat.S_ISLNK(status.st_mode):
         return (
-            f"{path} in kiln's cache is a symbolic link, which kiln never makes there; "
-            f"remove it (rm {path}) or {_CHOOSE_ANOTHER}"
+            f"{path} in {where} is a symbolic link, which kiln never makes there; "
+            f"remove it (rm {path}) or {otherwise}"
         )
     if directory is not None:
         is_kind = stat.S_ISDIR(status.st_mode) if directory else stat.S_ISREG(status.st_mode)
         if not is_kind:
             kind = "directory" if directory else "file"
-            return f"{path} in kiln's cache is not a {kind}; remove it or {_CHOOSE_ANOTHER}"
+            return f"{path} in {where} is not a {kind}; remove it or {otherwise}"
     if status.st_uid != user:
         return (
-            f"{path} in kiln's cache is owned by another user (uid {status.st_uid}); "
-            f"remove it (rm -r {path}) or {_CHOOSE_ANOTHER}"
+            f"{path} in {where} is owned by another user (uid {status.st_uid}); "
+            f"remove it (rm -r {path}) or {otherwise}"
         )
     if exposed and status.st_mode & _WRITABLE_BY_OTHERS:
         return (
-            f"{path} in kiln's cache is writable by group or others "
+            f"{path} in {where} is writable by group or others "
             f"(mode {stat.S_IMODE(status.st_mode):04o}): chmod go-w {path}, "
-            f"or {_CHOOSE_ANOTHER}"
+            f"or {otherwise}"
         )
     return None
 

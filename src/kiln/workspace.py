@@ -37,6 +37,7 @@ from kiln.jsonfiles import write_json
 from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
 from kiln.locks import FileLock
 from kiln.process import BuildLog
+from kiln.removal import empty_directory, remove_tree
 from kiln.trust import entry_problem
 
 logger = logging.getLogger(__name__)
@@ -142,11 +143,11 @@ class Workspace:
         self._place_lock = lock
         # Whatever an earlier run left (a crash, or a build of another checkout with
         # the same name) must not reach this build's artifacts.
-        _empty(place)
+        empty_directory(place)  # read-only trees too: what stays reaches the next build
 
     def _release_place(self) -> None:
         if self._place_lock is not None:
-            _empty(self.place)
+            empty_directory(self.place)
             self._place_lock.release()
             self._place_lock = None
 
@@ -186,7 +187,7 @@ class Workspace:
                 self.log.path = target
         self._release_place()
         self._lock.release()
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)  # with --env-dir, the place: read-only trees too
 
     def fail(
         self,
@@ -235,7 +236,7 @@ class Workspace:
             self._release_place()  # empties it
             return
         for name in STABLE_NAMES:  # in an --env-dir the place is the run directory
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            remove_tree(self.root / name)
 
     def _keep_sources(self) -> None:
         """Move what the failed build worked on from the stable place into the run.
@@ -268,11 +269,3 @@ def _refuse_untrusted(path: Path, *, directory: bool) -> None:
 def _create_private(path: Path) -> None:
     """Create the file ``path``, readable by its owner alone, if it is missing."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600))
-
-
-def _empty(directory: Path) -> None:
-    for entry in list(directory.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)

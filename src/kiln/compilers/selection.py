@@ -1,4 +1,5 @@
-"""``--compiler-cache`` and ``--compiler-cache-remote``: which cache, if any, and its remote."""
+"""``--compiler-cache``: which cache, if any (its remote is the request's
+``compiler_cache_remote``; both take their ``KILN_*`` defaults in :mod:`kiln.options`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from kiln.compilers import CompilerCache
 from kiln.compilers.ccache import Ccache
 from kiln.compilers.sccache import Sccache
 from kiln.errors import EnvironmentSetupError, UsageError
+from kiln.options import COMPILER_CACHE_CHOICES, COMPILER_CACHE_ENV
 
 logger = logging.getLogger(__name__)
 
-COMPILER_CACHE_CHOICES = ("auto", "ccache", "sccache", "none")
-COMPILER_CACHE_ENV = "KILN_COMPILER_CACHE"
-COMPILER_CACHE_REMOTE_ENV = "KILN_COMPILER_CACHE_REMOTE"
 
 # How to get each tool, for the error when it was asked for and is missing.
 _INSTALL_HINTS = {
@@ -62,28 +61,20 @@ def _sccache_from_package() -> str | None:
 def select_compiler_cache(
     choice: str = "auto", environ: Mapping[str, str] | None = None
 ) -> CompilerCache | None:
-    """The cache for ``--compiler-cache``, or None for no cache.
+    """The cache for ``--compiler-cache`` (the request's compiler_cache, which
+    ``$KILN_COMPILER_CACHE`` filled in when unset or ``auto``), or None for no cache.
 
-    ``auto`` defers to ``$KILN_COMPILER_CACHE`` when that is set, and otherwise
-    takes ccache when it is on PATH, else sccache (on PATH or from the
+    ``auto`` takes ccache when it is on PATH, else sccache (on PATH or from the
     ``sccache`` Python package), else none. A cache asked for by name that is
-    not installed is an error. ``environ`` (default: the process's) supplies
-    PATH and ``KILN_COMPILER_CACHE``.
+    not installed is an error. ``environ`` (default: the process's) supplies PATH.
     """
     environ = os.environ if environ is None else environ
     if choice not in COMPILER_CACHE_CHOICES:
         raise UsageError(
             f"unknown compiler cache {choice!r}; choose one of {', '.join(COMPILER_CACHE_CHOICES)}"
         )
-    explicit = f"--compiler-cache {choice}"
-    if choice == "auto" and environ.get(COMPILER_CACHE_ENV, "").strip():
-        choice = environ[COMPILER_CACHE_ENV].strip().lower()
-        explicit = f"{COMPILER_CACHE_ENV}={choice}"
-        if choice not in COMPILER_CACHE_CHOICES:
-            raise UsageError(
-                f"{COMPILER_CACHE_ENV}={environ[COMPILER_CACHE_ENV]!r} is not a compiler cache; "
-                f"choose one of {', '.join(COMPILER_CACHE_CHOICES)}"
-            )
+    # The value may come from the option or the variable: name both.
+    explicit = f"--compiler-cache {choice} (or {COMPILER_CACHE_ENV}={choice})"
     if choice == "none":
         return None
     if choice in ("auto", "ccache"):
@@ -103,14 +94,3 @@ def select_compiler_cache(
         )
     logger.debug("no compiler cache installed (neither ccache nor sccache)")
     return None
-
-
-def compiler_cache_remote(
-    option: str | None, environ: Mapping[str, str] | None = None
-) -> str | None:
-    """The remote storage URL: ``--compiler-cache-remote``, else
-    ``$KILN_COMPILER_CACHE_REMOTE``, else None."""
-    if option:
-        return option
-    value = (os.environ if environ is None else environ).get(COMPILER_CACHE_REMOTE_ENV, "")
-    return value.strip() or None

@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 # The record's layout: 2 fingerprints bytecode and keys included files and local inputs.
 RECORD_VERSION = 2
-ENV_TTL_ENV = "KILN_ENV_TTL"
 DEFAULT_TTL = 24 * 3600
 # An environment being replaced is renamed to this prefix and its name, then removed.
 TRASH_PREFIX = ".discarded-"
@@ -109,19 +108,6 @@ class EnvironmentKey:
         return True
 
 
-def environment_ttl() -> float:
-    """Seconds an environment resolved from unpinned requirements is trusted."""
-    value = os.environ.get(ENV_TTL_ENV)
-    if not value:
-        return DEFAULT_TTL
-    try:
-        return float(value)
-    except ValueError:
-        from kiln.errors import UsageError
-
-        raise UsageError(f"{ENV_TTL_ENV}={value!r} is not a number of seconds") from None
-
-
 class CachedEnvironment(VirtualEnvironment):
     """A cached environment: requirements beyond its key go to another cached one."""
 
@@ -178,7 +164,8 @@ class CachedEnvProvider:
         self.constraints = tuple(constraints)
         self.base_environ = dict(base_environ)
         self.refresh = refresh
-        self.ttl = environment_ttl() if ttl is None else ttl
+        # The request's env_ttl ($KILN_ENV_TTL, read at the edge), else a day.
+        self.ttl = DEFAULT_TTL if ttl is None else ttl
         self._open: dict[str, tuple[CachedEnvironment, FileLock, str]] = {}
         self._refreshed: set[str] = set()
         self.location: Path | None = None
@@ -226,7 +213,7 @@ class CachedEnvProvider:
         else:
             logger.info("Reusing build environment %s", path)
             log.section(f"reusing build environment at {path}")
-        (path / LAST_USED_NAME).touch()
+        (path / LAST_USED_NAME).touch(mode=0o600)
         record = _read_record(path)
         environment = CachedEnvironment(path, self, key)
         self._open[key.digest] = (environment, lock, str(record.get("fingerprint", "")))
@@ -286,7 +273,7 @@ class CachedEnvProvider:
             "created": time.time(),
             "fingerprint": fingerprint(path),
         }
-        write_json(path / RECORD_NAME, record, indent=2)  # last: now it is complete
+        write_json(path / RECORD_NAME, record, indent=2, private=True)  # last: complete
 
     def _close_all(self, log: BuildLog) -> None:
         for environment, lock, recorded in self._open.values():
@@ -328,7 +315,7 @@ def _mark_unfit(path: Path, reason: str) -> None:
         return
     record["unfit"] = reason
     with contextlib.suppress(OSError):
-        write_json(path / RECORD_NAME, record, indent=2)
+        write_json(path / RECORD_NAME, record, indent=2, private=True)
 
 
 def _read_record(path: Path) -> dict[str, object]:

@@ -153,8 +153,7 @@ def _refuse_foreign_contents(path: Path, shown: Path) -> None:
 
 
 def _remove_entries(entries: Iterable[Path]) -> None:
+    from kiln.removal import remove_tree
+
     for entry in entries:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        remove_tree(entry)

@@ -16,7 +16,7 @@ from kiln.environments import BuildEnvironment
 from kiln.errors import UsageError
 from kiln.headstart import HeadStart
 from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
-from kiln.layout import HOOK_RUNNER_CHOICES, HOOK_RUNNER_ENV
+from kiln.options import HOOK_RUNNER_CHOICES
 from kiln.process import BuildLog
 from kiln.project import BuildSystem
 
@@ -58,9 +58,8 @@ def fork_is_safe(explicit: bool) -> bool:
 
 
 def select_hook_runners(choice: str = "auto") -> HookRunners:
-    """The runners for ``choice``; "auto" defers to $KILN_HOOK_RUNNER when it is set."""
-    if choice == "auto":
-        choice = os.environ.get(HOOK_RUNNER_ENV) or "auto"
+    """The runners for ``choice`` (the request's hook_runner: $KILN_HOOK_RUNNER was
+    read at the edge, into the request)."""
     if choice not in HOOK_RUNNER_CHOICES:
         raise UsageError(
             f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"

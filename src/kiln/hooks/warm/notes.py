@@ -65,7 +65,7 @@ class WarmImports:
                 return
             self._data = None  # merge with what other runs wrote meanwhile
             data = {**self._read(), backend: value}
-            write_json(self.path, data)
+            write_json(self.path, data, private=True)
             self._data = data
         except OSError as error:
             logger.debug("cannot keep notes on warm imports in %s: %s", self.path, error)
