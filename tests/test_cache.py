@@ -224,6 +224,38 @@ def test_a_cache_whose_tag_a_killed_run_left_empty_is_still_kilns(tmp_path: Path
         Cache.open(root)
 
 
+def test_a_tag_a_killed_run_was_writing_beside_it_is_no_stranger(tmp_path: Path) -> None:
+    # The tag is written under a name of the writer's, then linked into place.
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    (root / "CACHEDIR.TAG.4242.partial").write_text(CACHEDIR_TAG[:10])
+    cache = Cache.open(root)
+    assert (root / "CACHEDIR.TAG").read_text() == CACHEDIR_TAG
+    cache.refuse_foreign_entries("kiln cache clean")  # kiln's own, not the user's
+
+
+def test_runs_starting_on_one_new_cache_at_once_all_take_it(tmp_path: Path) -> None:
+    # Each reader sees no tag or a whole one, never half of one: no run refuses the
+    # directory another run is making into a cache.
+    script = (
+        "import sys; from pathlib import Path; from kiln.cache import Cache\n"
+        "Cache.open(Path(sys.argv[1]))\n"
+    )
+    environ = {**os.environ, "PYTHONPATH": str(SRC)}
+    for round_ in range(5):
+        root = tmp_path / f"cache{round_}"
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(root)], env=environ, stderr=subprocess.PIPE
+            )
+            for _ in range(8)
+        ]
+        errors = [process.communicate(timeout=120)[1] for process in processes]
+        assert [process.returncode for process in processes] == [0] * 8, errors
+        assert (root / "CACHEDIR.TAG").read_text() == CACHEDIR_TAG
+        assert not list(root.glob("*.partial"))
+
+
 def test_an_empty_directory_becomes_a_cache(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     cache = Cache.open(tmp_path / "empty")

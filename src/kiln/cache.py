@@ -33,6 +33,8 @@ CACHEDIR_TAG = (
 BUCKETS = (ENVS, PROJECTS, RUNS, LOGS)
 # A bucket of any kiln version: what `kiln cache clean` finds beside this version's.
 _ANY_VERSION_BUCKET = re.compile(r"(?:envs|projects|runs|logs)-v[0-9]+")
+# A tag being written (see _write_tag), or left by a run killed meanwhile.
+_PARTIAL_TAG = re.compile(re.escape(TAG_NAME) + r"\.[0-9]+\.partial")
 _PLAN_SUFFIX = ".worker.json"  # kiln.layout.worker_plans
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
@@ -126,7 +128,12 @@ class Cache:
         """Refuse (UsageError) a cache holding a top-level entry kiln did not make,
         before ``command`` removes anything."""
         for entry in sorted(self.root.iterdir()):
-            if entry.name != TAG_NAME and not _ANY_VERSION_BUCKET.fullmatch(entry.name):
+            name = entry.name
+            if (
+                name != TAG_NAME
+                and not _ANY_VERSION_BUCKET.fullmatch(name)
+                and not _PARTIAL_TAG.fullmatch(name)
+            ):
                 raise UsageError(
                     f"{self.root} holds {entry.name}, which kiln did not make, so it may not "
                     f"be a kiln cache; {command} only works on a directory that holds what "
@@ -307,13 +314,13 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
     """Whether ``root`` holds kiln's CACHEDIR.TAG, or nothing (``claim``: then it
     gets one). Raises OSError."""
     tag = root / TAG_NAME
-    # Another kiln run may be writing the tag of a new cache: give it a moment.
     for _ in range(100):
         text = _read_tag(tag)
         if text is not None and _is_kiln_tag_text(text):
             return True
         entries = [entry.name for entry in root.iterdir()]
-        if not entries:
+        if all(_PARTIAL_TAG.fullmatch(name) for name in entries):
+            # Empty, or other runs are writing their tags: the first link wins.
             if not claim:
                 return True  # an empty directory is an empty cache
             if _write_tag(tag):
@@ -321,10 +328,10 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
             continue  # another run was quicker
         if entries != [TAG_NAME] or text is None or not CACHEDIR_TAG.startswith(text):
             return False
-        time.sleep(0.01)
-    # An empty tag alone in the directory, still empty a second later: the kiln run
-    # that created it was killed before it wrote it (a full disk removes its own).
-    # Without this, the directory kiln made would be refused from then on.
+        time.sleep(0.01)  # an older kiln writing its tag in place
+    # An empty tag alone in the directory, still empty a second later: an older
+    # kiln was killed before it wrote it. Without this, the directory kiln made
+    # would be refused from then on.
     if _read_tag(tag) != "" or [entry.name for entry in root.iterdir()] != [TAG_NAME]:
         return False
     if not claim:
@@ -334,18 +341,21 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
 
 
 def _write_tag(tag: Path) -> bool:
-    """Create kiln's tag at ``tag``; False if it exists. Raises OSError."""
+    """Create kiln's tag at ``tag``, whole or not at all; False if it exists.
+
+    Written beside it under a name of this process's, then linked into place:
+    another run never reads half a tag. Raises OSError.
+    """
+    partial = tag.with_name(f"{TAG_NAME}.{os.getpid()}.partial")
     try:
-        descriptor = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(CACHEDIR_TAG)
-    except OSError:
-        # A full disk, say: a cut-short tag would hold up every run for a moment.
-        tag.unlink(missing_ok=True)
-        raise
+        os.link(partial, tag)
+    except FileExistsError:
+        return False
+    finally:
+        partial.unlink(missing_ok=True)
     return True
 
 
