@@ -15,6 +15,7 @@ from tests.redis_server import free_port
 from tests.unit.test_compiler_cache import (  # noqa: F401 (Caches and the fixtures)
     Caches,
     Run,
+    ccache,
     clean_environ,
     gcc,
     sccache,
@@ -32,12 +33,12 @@ def test_sccache_unreachable_remote_is_a_setup_error(sccache: Caches, tmp_path: 
     assert "secret" not in str(caught.value)
 
 
+@pytest.mark.needs("cmake", "make")
 def test_cmake_builds_hit(tool: Caches, gcc: str, tmp_path: Path) -> None:  # noqa: F811
     """A CMake project (as scikit-build-core drives it) configured and built in two
     runs: ccache comes in through the launcher variables, sccache through CC."""
     cmake = shutil.which("cmake")
-    if cmake is None or shutil.which("make") is None:
-        pytest.skip("cmake and make are needed")
+    assert cmake is not None  # needs() above
     results = []
     for run_id in ("run-1", "run-2"):
         cache = tool.make()

