@@ -82,7 +82,7 @@ def missing(tool: str) -> str | None:
     else:
         from tests.compiled import tool_available
 
-        detail = tool_available(tool)
+        detail = tool_available.__wrapped__(tool)  # this function caches already
     if detail is None:
         return None
     return needs(tool) if "not found" in detail else f"{needs(tool)}: {detail}"
