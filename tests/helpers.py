@@ -9,6 +9,27 @@ import time
 import zipfile
 from pathlib import Path
 
+
+def error_line(stderr: str) -> str:
+    [line] = [line for line in stderr.splitlines() if line.startswith("kiln: error:")]
+    return line
+
+
+# Not a limit on how fast kiln is: a guard so that a kiln that hangs fails the test
+# instead of holding the suite (the processes these tests start sleep 300 s).
+HANG_GUARD_SECONDS = 240
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[str]) -> str:
+    """The content of ``path`` once written (atomically), while ``process`` runs."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} was never written"
+        time.sleep(0.05)
+    return path.read_text()
+
+
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
 WHEELHOUSE = Path(os.environ.get("KILN_TEST_WHEELHOUSE", TESTS / "wheelhouse")).absolute()

@@ -63,7 +63,7 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
     """A running Redis server on 127.0.0.1; yields ``redis://127.0.0.1:<port>``."""
     executable = shutil.which("redis-server")
     if executable is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.skip("needs redis-server (apt-get install redis-server)")  # see needs() in conftest
     directory = tmp_path / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "redis.log"

@@ -65,7 +65,7 @@ CONFIG_OPTIONS = ("config_setting", "config_json")
 
 def build_parser() -> argparse.ArgumentParser:
     """The build's options. Each dest is a :class:`kiln.request.BuildRequest` field
-    of that name, one of the two groups above, or in ``CLI_ONLY``; tests/test_cli.py
+    of that name, one of the two groups above, or in ``CLI_ONLY``; tests/unit/test_cli.py
     checks that against the request's fields and choices."""
     parser = argparse.ArgumentParser(
         prog="kiln",

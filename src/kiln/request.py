@@ -2,7 +2,7 @@
 
 :class:`BuildRequest` is the one list of build options. The API's keyword
 arguments (:class:`BuildOptions`) and the command line's options are checked
-against it by tests/test_request.py and tests/test_cli.py; the choices' plain
+against it by tests/unit/test_request.py and tests/unit/test_cli.py; the choices' plain
 tuples, which the command line needs before it imports this module, are in
 :mod:`kiln.options`.
 """

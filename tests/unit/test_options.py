@@ -18,7 +18,7 @@ from kiln.options import (
 )
 from kiln.request import BuildRequest, CompilerCacheChoice, HookRunner, Installer
 
-SRC = Path(__file__).parent.parent / "src" / "kiln"
+SRC = Path(__file__).parents[2] / "src" / "kiln"
 UNSET = {f: getattr(BuildRequest(), f) for f in BuildRequest.__dataclass_fields__}
 
 

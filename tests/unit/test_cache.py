@@ -16,8 +16,7 @@ from kiln.errors import UsageError
 from kiln.layout import resolve_cache_dir
 from kiln.locks import FileLock
 from kiln.options import environment_defaults
-from tests.conftest import ProjectFactory
-from tests.helpers import FIXTURES, SRC, run_kiln, snapshot
+from tests.helpers import SRC, run_kiln, snapshot
 from tests.readonly import SETUP_FAILED, readonly_world_available, run_in_readonly_world
 
 DAY = 24 * 3600
@@ -197,17 +196,6 @@ def test_a_build_refuses_a_directory_that_is_not_empty_nor_a_kiln_cache(tmp_path
         Cache.open(directory)
 
 
-@pytest.mark.integration  # hermetic installers, should a build start after all
-def test_a_build_refuses_a_user_directory_on_the_command_line(tmp_path: Path) -> None:
-    directory = a_user_directory(tmp_path / "v")
-    before = snapshot(directory)
-    completed = run_kiln(FIXTURES / "flit_project", "--cache-dir", directory, "-o", tmp_path)
-    assert completed.returncode == 2, completed.stderr
-    [line] = completed.stderr.splitlines()
-    assert "is not a kiln cache directory" in line
-    assert snapshot(directory) == before
-
-
 def test_a_cache_whose_tag_a_killed_run_left_empty_is_still_kilns(tmp_path: Path) -> None:
     # A run killed between creating the tag and writing it (O_EXCL, then write) left
     # an empty tag alone in the directory it made: every later run refused it.
@@ -314,34 +302,3 @@ def test_debug_says_when_the_failed_builds_directory_is_gone(tmp_path: Path) -> 
     printed = run_kiln("debug", "--print", "--cache-dir", cache)
     assert printed.returncode == 0, printed.stderr
     assert f"{source} (no longer there)" in printed.stdout
-
-
-@pytest.mark.integration
-def test_a_build_prunes_what_crashed_runs_left(project: ProjectFactory, tmp_path: Path) -> None:
-    cache = Path(os.environ["KILN_CACHE_DIR"])
-    stale = make_run(cache, "crashed", age=2 * DAY)
-    completed = run_kiln(project("flit_project"), "-w", "-o", tmp_path / "out")
-    assert completed.returncode == 0, completed.stderr
-    assert not stale.exists()
-
-
-@pytest.mark.integration
-def test_runs_sharing_one_cache_all_succeed(project: ProjectFactory, tmp_path: Path) -> None:
-    sources = [project(name) for name in ("flit_project", "hatchling_project", "pdm_project")]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "kiln", str(source), "-o", str(tmp_path / f"out{i}")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i, source in enumerate(sources)
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr
-    for i in range(len(processes)):
-        assert len(list((tmp_path / f"out{i}").iterdir())) == 2
-    cache = Path(os.environ["KILN_CACHE_DIR"])
-    assert list((cache / "runs-v1").iterdir()) == []
-    assert len(list((cache / "logs-v1").glob("*.log"))) == len(processes)

