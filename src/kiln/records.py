@@ -143,8 +143,11 @@ class FailedRun:
     def from_json(cls, data: object) -> FailedRun | None:
         if not isinstance(data, dict) or not _version(data, cls.VERSION):
             return None
-        reason, when, source = data.get("reason"), data.get("time"), data.get("source")
-        environment, log = data.get("environment"), data.get("log")
+        # A field left out reads as nothing known (as `kiln debug` always took it);
+        # one of the wrong type, as damage.
+        reason, when = data.get("reason", "unknown"), data.get("time", 0.0)
+        source, environment = data.get("source", ""), data.get("environment")
+        log = data.get("log", "")
         if not (_str(reason) and _number(when) and _str(source) and _str(log)):
             return None
         if environment is not None and not _str(environment):
@@ -215,7 +218,8 @@ class HookCall:
             return None
         hook, kwargs, backend = data.get("hook"), data.get("kwargs"), data.get("backend")
         backend_path, cwd, python = data.get("backend_path"), data.get("cwd"), data.get("python")
-        environ, when = data.get("environ"), data.get("time")
+        # The time is for people reading the file; kiln does without it.
+        environ, when = data.get("environ"), data.get("time", 0.0)
         if not (
             _str(hook)
             and isinstance(kwargs, dict)
