@@ -152,7 +152,7 @@ class FailedRun:
             return None
         if environment is not None and not _str(environment):
             return None
-        return cls(str(reason), float(when), str(source), environment, str(log))  # type: ignore[arg-type]
+        return cls(str(reason), float(when), str(source), environment, str(log))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> FailedRun | None:
@@ -240,7 +240,7 @@ class HookCall:
             str(cwd),
             str(python),
             dict(environ),  # type: ignore[arg-type]
-            float(when),  # type: ignore[arg-type]
+            float(when),
         )
 
     @classmethod
