@@ -184,3 +184,28 @@ def test_moving_a_hook_call_leaves_paths_that_only_share_a_prefix() -> None:
         "/placebo/python",
     )
     assert moved.environ == {"P": "/place-2/bin"}
+
+
+@pytest.mark.parametrize("text", ["[]", '{"reason": 5}', '{"time": "noon"}', "{", ""])
+def test_kiln_debug_names_a_damaged_failed_build_record(text: str, tmp_path: Path) -> None:
+    from kiln.debug import load_failed_build
+    from kiln.errors import UsageError
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    (run / "failed.json").write_text(text)
+    with pytest.raises(UsageError, match=r"cannot read the failed build record .*failed\.json"):
+        load_failed_build(run)
+
+
+def test_kiln_debug_does_without_a_damaged_hook_record(tmp_path: Path) -> None:
+    from kiln.debug import load_failed_build
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    FAILED.write(run / "failed.json")
+    (run / "hook.json").write_text('{"hook": "build_wheel", "environ": []}')
+    failed = load_failed_build(run)
+    assert failed.hook is None
+    assert failed.rerun_command() is None
+    assert failed.reason == FAILED.reason
