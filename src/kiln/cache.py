@@ -272,12 +272,9 @@ class PruneReport:
 
 
 def _readable_record(path: Path) -> bool:
-    import json
+    from kiln.records import FailedRun
 
-    try:
-        return isinstance(json.loads(path.read_bytes()), dict)
-    except (OSError, ValueError):
-        return False
+    return FailedRun.read(path) is not None
 
 
 def _modified(path: Path) -> float:

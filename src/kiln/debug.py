@@ -7,17 +7,16 @@ runs the hook again.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kiln.cache import Cache
 from kiln.environments.envdir import RUN_DIR_NAME
 from kiln.errors import UsageError
+from kiln.records import FailedRun, HookCall
 from kiln.trust import entry_problem
 from kiln.workspace import FAILED_NAME, HOOK_RECORD_NAME, LOG_NAME
 
@@ -32,20 +31,20 @@ class FailedBuild:
     environment: Path | None
     log: Path
     when: float
-    hook: dict[str, Any] | None
+    hook: HookCall | None
 
     @property
     def cwd(self) -> Path:
         """Where the failed hook ran; else the source (or the run dir)."""
         if self.hook is not None:
-            return Path(self.hook["cwd"])
+            return Path(self.hook.cwd)
         source = Path(self.source)
         return source if source.is_dir() else self.run_dir
 
     def environ(self, base: dict[str, str]) -> dict[str, str]:
         """The failed hook's environment variables; else ``base`` in the build env."""
         if self.hook is not None:
-            return dict(self.hook["environ"])
+            return dict(self.hook.environ)
         environ = dict(base)
         if self.environment is not None:
             environ["VIRTUAL_ENV"] = str(self.environment)
@@ -89,34 +88,30 @@ def load_failed_build(
         problem = entry_problem(path, directory=directory, where=where, otherwise=otherwise)
         if problem is not None:
             raise UsageError(problem)
-    try:
-        record = json.loads((run_dir / FAILED_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read the failed build record in {run_dir}: {error}") from error
-    hook: dict[str, Any] | None = None
-    hook_file = run_dir / HOOK_RECORD_NAME
-    if hook_file.is_file():
-        try:
-            hook = json.loads(hook_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            hook = None
-    environment = record.get("environment")
+    record = FailedRun.read(run_dir / FAILED_NAME)
+    if record is None:
+        raise UsageError(
+            f"cannot read the failed build record {run_dir / FAILED_NAME}: it is missing, "
+            "damaged or from another version of kiln; remove the run (kiln cache clean)"
+        )
+    # Without the hook's record (none, or damaged) the shell opens in the source.
+    hook = HookCall.read(run_dir / HOOK_RECORD_NAME)
     return FailedBuild(
         run_dir=run_dir,
-        reason=record.get("reason", "unknown"),
-        source=record.get("source", ""),
-        environment=Path(environment) if environment else None,
+        reason=record.reason,
+        source=record.source,
+        environment=Path(record.environment) if record.environment else None,
         log=run_dir / LOG_NAME,
-        when=float(record.get("time", 0)),
+        when=record.time,
         hook=hook,
     )
 
 
-def rerun_command(hook: dict[str, Any], output_dir: Path) -> str:
+def rerun_command(hook: HookCall, output_dir: Path) -> str:
     """``python -c '...'``: import the backend as the hook process did and call the hook."""
-    module, _, attribute = str(hook["backend"]).partition(":")
-    name = str(hook["hook"])
-    kwargs: dict[str, Any] = dict(hook["kwargs"])
+    module, _, attribute = hook.backend.partition(":")
+    name = hook.hook
+    kwargs: dict[str, object] = dict(hook.kwargs)
     # The hook wrote into a staging directory that no longer exists.
     if name.startswith("prepare_metadata_for_build"):
         kwargs["metadata_directory"] = str(output_dir)
@@ -129,7 +124,7 @@ def rerun_command(hook: dict[str, Any], output_dir: Path) -> str:
     kwargs.pop("_allow_fallback", None)
     lines = [
         "import functools, importlib, os, sys",
-        f"sys.path[:0] = {[str(Path(hook['cwd']) / p) for p in hook['backend_path']]!r}",
+        f"sys.path[:0] = {[str(Path(hook.cwd) / p) for p in hook.backend_path]!r}",
         f"backend = importlib.import_module({module!r})",
     ]
     if attribute:
@@ -137,7 +132,7 @@ def rerun_command(hook: dict[str, Any], output_dir: Path) -> str:
     lines.append(f"os.makedirs({str(output_dir)!r}, exist_ok=True)")
     arguments = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
     lines.append(f"print(backend.{name}({arguments}))")
-    return f"{shlex.quote(str(hook['python']))} -c {shlex.quote('; '.join(lines))}"
+    return f"{shlex.quote(hook.python)} -c {shlex.quote('; '.join(lines))}"
 
 
 def describe_age(when: float) -> str:

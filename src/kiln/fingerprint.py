@@ -7,9 +7,10 @@ uses the standard library's cheapest parts only.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
+
+from kiln.records import EnvRecord
 
 RECORD_NAME = "kiln-env.json"
 LAST_USED_NAME = ".last-used"
@@ -72,7 +73,7 @@ def generation(env_dir: str) -> str | None:
     ``<path>@<created>`` (making or replacing it writes a new record with a new
     time); None without a record, where it does not last."""
     record = _record(env_dir)
-    return None if record is None else f"{env_dir}@{record.get('created')}"
+    return None if record is None else f"{env_dir}@{record.generation}"
 
 
 def unchanged(env_dir: str, generation: str) -> bool:
@@ -83,16 +84,11 @@ def unchanged(env_dir: str, generation: str) -> bool:
     # A generation is "<path>@<created>"; the path is the one the plan names already.
     return (
         record is not None
-        and not record.get("unfit")
-        and generation.rpartition("@")[2] == str(record.get("created"))
-        and fingerprint(env_dir) == record.get("fingerprint")
+        and not record.unfit
+        and generation.rpartition("@")[2] == record.generation
+        and fingerprint(env_dir) == record.fingerprint
     )
 
 
-def _record(env_dir: str) -> dict[str, object] | None:
-    try:
-        with open(os.path.join(env_dir, RECORD_NAME), encoding="utf-8") as stream:  # noqa: PTH118, PTH123
-            record = json.load(stream)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+def _record(env_dir: str) -> EnvRecord | None:
+    return EnvRecord.read(os.path.join(env_dir, RECORD_NAME))  # noqa: PTH118

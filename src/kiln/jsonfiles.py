@@ -1,11 +1,13 @@
-"""The small JSON files kiln keeps: read leniently, replaced whole and atomically."""
+"""The one writer of kiln's JSON files: each replaced whole and atomically.
+
+Their shapes are in :mod:`kiln.records`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,9 @@ from typing import Any
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; {} when it is missing, unreadable, not a regular
     file or not an object."""
-    try:
-        # Non-blocking: a FIFO in a file's place would hang the read (and the build).
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return {}
-    try:
-        with os.fdopen(descriptor, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                return {}
-            data = json.loads(stream.read())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from kiln.records import read_object
+
+    return read_object(path) or {}
 
 
 def write_json(

@@ -139,7 +139,7 @@ def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: boo
     print(f"  log:         {failed.log}")
     rerun = failed.rerun_command()
     if rerun is not None:
-        print(f"Re-run the failed {failed.hook['hook'] if failed.hook else ''} hook with:")
+        print(f"Re-run the failed {failed.hook.hook if failed.hook else ''} hook with:")
         print(f"  {rerun}")
     if print_only:
         return 0

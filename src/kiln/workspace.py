@@ -23,7 +23,6 @@ After a successful run the directory is removed (its log moves to the cache's
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -33,10 +32,10 @@ from pathlib import Path
 
 from kiln.cache import Cache
 from kiln.errors import UsageError
-from kiln.jsonfiles import write_json
 from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
 from kiln.locks import FileLock
 from kiln.process import BuildLog
+from kiln.records import FailedRun, HookCall
 from kiln.removal import empty_directory, remove_tree
 from kiln.trust import entry_problem
 
@@ -210,16 +209,16 @@ class Workspace:
         with contextlib.suppress(OSError):
             self.log.section(f"kiln: {reason}")
         self.log.close()
-        record = {
-            "reason": reason,
-            "time": time.time(),
-            "source": str(source),
-            "environment": str(environment) if environment else None,
-            "log": str(self.root / LOG_NAME),
-        }
+        record = FailedRun(
+            reason=reason,
+            time=time.time(),
+            source=str(source),
+            environment=str(environment) if environment else None,
+            log=str(self.root / LOG_NAME),
+        )
         # The run is kept either way; the marker only helps `kiln debug` find it.
         with contextlib.suppress(OSError):
-            write_json(self.root / FAILED_NAME, record, indent=2, private=True)
+            record.write(self.root / FAILED_NAME)
         self._keep_sources()
         self._lock.release()
         # Scratch files and the hooks' handoff files are of no use once the run is
@@ -250,12 +249,10 @@ class Workspace:
             if entry.name != "tmp":
                 with contextlib.suppress(OSError):
                     entry.rename(self.root / entry.name)
-        record = self.hook_record
-        with contextlib.suppress(OSError):
-            text = record.read_text(encoding="utf-8")
-            # JSON-escaped, as the paths appear inside the record's strings.
-            old, new = json.dumps(str(self.place))[1:-1], json.dumps(str(self.root))[1:-1]
-            record.write_text(text.replace(old, new), encoding="utf-8")
+        call = HookCall.read(self.hook_record)
+        if call is not None:  # none, or damaged: `kiln debug` does without
+            with contextlib.suppress(OSError):
+                call.moved(self.place, self.root).write(self.hook_record)
         self._release_place()
 
 

@@ -25,7 +25,7 @@ def kiln_made_environment(cache: Path, name: str = ENVIRONMENT) -> Path:
     interpreter, its record with the fingerprint): its interpreter's path."""
     env = cache / "envs-v1" / name
     create_virtualenv(env)
-    record = {"version": 2, "created": 1, "fingerprint": fingerprint(env)}
+    record = {"version": 2, "key": {}, "created": 1, "fingerprint": fingerprint(env)}
     (env / RECORD_NAME).write_text(json.dumps(record))
     return interpreter_path(env)
 

@@ -39,14 +39,12 @@ from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, int
 from kiln.errors import EnvironmentSetupError
 from kiln.fingerprint import LAST_USED_NAME, RECORD_NAME, checksum, fingerprint
 from kiln.installers import Installer
-from kiln.jsonfiles import read_json_object, write_json
 from kiln.locks import FileLock
 from kiln.process import BuildLog
+from kiln.records import EnvRecord
 
 logger = logging.getLogger(__name__)
 
-# The record's layout: 2 fingerprints bytecode and keys included files and local inputs.
-RECORD_VERSION = 2
 DEFAULT_TTL = 24 * 3600
 # An environment being replaced is renamed to this prefix and its name, then removed.
 TRASH_PREFIX = ".discarded-"
@@ -216,32 +214,30 @@ class CachedEnvProvider:
         (path / LAST_USED_NAME).touch(mode=0o600)
         record = _read_record(path)
         environment = CachedEnvironment(path, self, key)
-        self._open[key.digest] = (environment, lock, str(record.get("fingerprint", "")))
+        self._open[key.digest] = (environment, lock, record.fingerprint if record else "")
         return environment
 
     def _unfit(self, path: Path, key: EnvironmentKey) -> str | None:
         """Why the environment at ``path`` cannot be reused, or None if it can."""
         record = _read_record(path)
-        if not record:
+        if record is None:
+            if (path / RECORD_NAME).exists():
+                return "its record is damaged or from another version of kiln"
             return "half made (no record)" if path.exists() else "not made yet"
+        if record.unfit:
+            return record.unfit
         # Compared as JSON, the form the record was stored in.
-        if record.get("unfit"):
-            return str(record["unfit"])
-        if (
-            record.get("key") != json.loads(json.dumps(asdict(key)))
-            or record.get("version") != RECORD_VERSION
-        ):
+        if record.key != json.loads(json.dumps(asdict(key))):
             return "made for a different key"
         if not interpreter_path(path).exists():
             return "its interpreter is gone"
-        created = record.get("created", 0)
-        age = time.time() - (created if isinstance(created, (int, float)) else 0)
+        age = time.time() - record.created
         if age < 0:
             # The clock went back, or the record was forged: its age means nothing.
             return "its record is dated in the future"
         if not key.pinned and age > self.ttl:
             return f"resolved more than {self.ttl:.0f} s ago from unpinned requirements"
-        if fingerprint(path) != record.get("fingerprint"):
+        if fingerprint(path) != record.fingerprint:
             return "its files changed since it was made"
         return None
 
@@ -267,13 +263,8 @@ class CachedEnvProvider:
                 base_environ=self.base_environ,
                 compile_bytecode=True,
             ).satisfy(key.requirements, log)
-        record = {
-            "version": RECORD_VERSION,
-            "key": asdict(key),
-            "created": time.time(),
-            "fingerprint": fingerprint(path),
-        }
-        write_json(path / RECORD_NAME, record, indent=2, private=True)  # last: complete
+        record = EnvRecord(key=asdict(key), created=time.time(), fingerprint=fingerprint(path))
+        record.write(path / RECORD_NAME)  # last: complete
 
     def _close_all(self, log: BuildLog) -> None:
         for environment, lock, recorded in self._open.values():
@@ -311,15 +302,15 @@ def _discard(path: Path) -> None:
 def _mark_unfit(path: Path, reason: str) -> None:
     """Record why no later build may reuse the environment (atomically)."""
     record = _read_record(path)
-    if not record:
-        return
-    record["unfit"] = reason
+    if record is None:
+        return  # no record: rebuilt anyway
+    record.unfit = reason
     with contextlib.suppress(OSError):
-        write_json(path / RECORD_NAME, record, indent=2, private=True)
+        record.write(path / RECORD_NAME)
 
 
-def _read_record(path: Path) -> dict[str, object]:
-    return read_json_object(path / RECORD_NAME)
+def _read_record(path: Path) -> EnvRecord | None:
+    return EnvRecord.read(path / RECORD_NAME)
 
 
 # Environments unused this long are pruned; beyond this many, the least recently used go.

@@ -7,7 +7,6 @@ what it made after a success, and keeps everything after a failure.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kiln.errors import UsageError
+from kiln.jsonfiles import write_json
 from kiln.locks import FileLock
 
 logger = logging.getLogger(__name__)
@@ -116,9 +116,9 @@ class EnvDir:
                 self.path,
             )
         _remove_entries(leftovers)
-        (self.path / MARKER_NAME).write_text(
-            json.dumps({"made_by": "kiln", "pid": os.getpid(), "time": time.time()}) + "\n",
-            encoding="utf-8",
+        # Only its presence is read (see _refuse_foreign_contents); written whole all the same.
+        write_json(
+            self.path / MARKER_NAME, {"made_by": "kiln", "pid": os.getpid(), "time": time.time()}
         )
         (self.path / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
 

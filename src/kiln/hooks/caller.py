@@ -33,6 +33,7 @@ from pyproject_hooks import (
 from pyproject_hooks._in_process import _in_proc_script_path
 
 from kiln.hooks.plain import SubprocessRunner
+from kiln.records import HookCall
 
 
 class KilnHookCaller(BuildBackendHookCaller):
@@ -100,20 +101,19 @@ class KilnHookCaller(BuildBackendHookCaller):
     def _record(self, hook_name: str, kwargs: Mapping[str, Any], extra: Mapping[str, str]) -> None:
         if self.record_path is None:
             return
-        record = {
-            "hook": hook_name,
-            "kwargs": kwargs,
-            "backend": self.build_backend,
-            "backend_path": self.backend_path or [],
-            "cwd": self.source_dir,
-            "python": self.python_executable,
-            "environ": {**self.environ, **extra},
-            "time": time.time(),
-        }
-        # Environment variables can hold credentials: readable by the user only.
-        fd = os.open(self.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(record, stream, indent=2)
+        call = HookCall(
+            hook=hook_name,
+            kwargs=dict(kwargs),
+            backend=self.build_backend,
+            backend_path=list(self.backend_path or []),
+            cwd=str(self.source_dir),
+            python=str(self.python_executable),
+            environ={**self.environ, **extra},
+            time=time.time(),
+        )
+        # Environment variables can hold credentials: readable by the user only
+        # (as every record is).
+        call.write(self.record_path)
 
 
 class HookResultMissingError(Exception):

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kiln.jsonfiles import read_json_object, write_json
+from kiln.records import WarmNotes
 
 logger = logging.getLogger("kiln.hooks.warm")
 
@@ -21,8 +21,8 @@ WARM_IMPORTS_NAME = "kiln-warm-imports.json"
 class WarmImports:
     """An environment's notes: per backend, the modules its hooks imported.
 
-    A JSON object in the environment, ``{backend: [module, ...]}``, or
-    ``{backend: false}`` once importing them ahead proved unsafe. Runs sharing
+    A :class:`kiln.records.WarmNotes` in the environment: ``{backend: [module, ...]}``,
+    or ``{backend: false}`` once importing them ahead proved unsafe. Runs sharing
     the environment may write it at once: each replaces it whole, atomically,
     and a lost update only costs a module imported in the hook instead. It is
     written only under the environment's lock (``<env>.lock``, shared), never
@@ -31,7 +31,7 @@ class WarmImports:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._data: dict[str, object] | None = None
+        self._data: dict[str, list[str] | bool] | None = None
 
     def usable(self, backend: str) -> bool:
         return isinstance(self._read().get(backend), list)
@@ -49,12 +49,14 @@ class WarmImports:
         logger.debug("hook runner: no longer importing ahead for %s (%s)", backend, reason)
         self._write(backend, False)
 
-    def _read(self) -> dict[str, object]:
+    def _read(self) -> dict[str, list[str] | bool]:
         if self._data is None:
-            self._data = read_json_object(self.path)
+            # Damaged notes are started afresh: they only save imports.
+            notes = WarmNotes.read(self.path)
+            self._data = notes.backends if notes is not None else {}
         return self._data
 
-    def _write(self, backend: str, value: object) -> None:
+    def _write(self, backend: str, value: list[str] | bool) -> None:
         from kiln.locks import FileLock
 
         environment = self.path.parent
@@ -65,7 +67,7 @@ class WarmImports:
                 return
             self._data = None  # merge with what other runs wrote meanwhile
             data = {**self._read(), backend: value}
-            write_json(self.path, data, private=True)
+            WarmNotes(data).write(self.path)
             self._data = data
         except OSError as error:
             logger.debug("cannot keep notes on warm imports in %s: %s", self.path, error)
