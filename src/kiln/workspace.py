@@ -116,7 +116,8 @@ class Workspace:
         _refuse_untrusted(root, directory=True)
         # Owner-only, whatever the umask: the cache's rule (see kiln.trust).
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
+        taken = self._lock.acquire_exclusive(blocking=False, note_holder=True)
+        if not taken:  # pragma: no cover - run ids are unique per process
             raise RuntimeError(f"run directory {root} is already in use")
         if self.place != root:
             try:
