@@ -135,5 +135,6 @@ def rerun_command(hook: HookCall, output_dir: Path) -> str:
     return f"{shlex.quote(hook.python)} -c {shlex.quote('; '.join(lines))}"
 
 
-def describe_age(when: float) -> str:
+def local_timestamp(when: float) -> str:
+    """``when`` (seconds since the epoch) as local time, e.g. ``2026-01-31 14:05:09``."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
