@@ -19,7 +19,7 @@ from kiln.environments import EnvironmentProvider
 from kiln.environments.envdir import EnvDir
 from kiln.errors import KeptBuild
 from kiln.headstart import HeadStart
-from kiln.hooks.runners import select_hook_runners
+from kiln.hooks.runners import select_runner_pool
 from kiln.layout import ENVS
 from kiln.orchestrator import Parts, run_build, run_metadata
 from kiln.outcome import disk_full_is_an_error
@@ -101,7 +101,7 @@ def assemble_parts(plan: BuildPlan, environ: Mapping[str, str]) -> Parts:
 
         installer = select_installer(plan.installer)
     return Parts(
-        runners=select_hook_runners(plan.hook_runner),
+        runners=select_runner_pool(plan.hook_runner),
         provider=StandardProviders(installer, constraints),
         installer=installer,
         compiler_cache=compiler_cache,

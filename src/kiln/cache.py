@@ -18,7 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import KilnError, UsageError, disk_full_error, is_disk_full
-from kiln.layout import ENVS, LOGS, PROJECTS, RUNS, resolve_cache_dir
+from kiln.layout import (
+    ENVS,
+    FAILED_RECORD,
+    LOCK_SUFFIX,
+    LOGS,
+    PROJECTS,
+    RUN_LOCK,
+    RUNS,
+    WORKER_PLANS_SUFFIX,
+    lock_beside,
+    resolve_cache_dir,
+)
 from kiln.options import CACHE_DIR_ENV
 from kiln.trust import enterable_by_others, entry_problem, root_problem
 
@@ -35,7 +46,6 @@ BUCKETS = (ENVS, PROJECTS, RUNS, LOGS)
 _ANY_VERSION_BUCKET = re.compile(r"(?:envs|projects|runs|logs)-v[0-9]+")
 # A tag being written (see _write_tag), or left by a run killed meanwhile.
 _PARTIAL_TAG = re.compile(re.escape(TAG_NAME) + r"\.[0-9]+\.partial")
-_PLAN_SUFFIX = ".worker.json"  # kiln.layout.worker_plans
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
 KEPT_LOGS = 50
@@ -49,9 +59,6 @@ STALE_RUN_AGE = 24 * 3600
 # killer): a run locks the file the moment it creates it, so a minute's grace is
 # plenty, and what it left (a --fresh-env environment, say) is freed at once.
 KILLED_RUN_AGE = 60
-# Names from the run directory layout (see kiln.workspace), needed here to prune.
-_RUN_LOCK = ".lock"
-_RUN_FAILED = "failed.json"
 _IN_USE = "a kiln run is using it"
 
 
@@ -163,7 +170,7 @@ class Cache:
         runs = self.root / RUNS
         if not runs.is_dir():
             return []
-        failed = [run for run in runs.iterdir() if (run / _RUN_FAILED).is_file()]
+        failed = [run for run in runs.iterdir() if (run / FAILED_RECORD).is_file()]
         return sorted(failed, key=_modified, reverse=True)
 
     def prune(
@@ -186,7 +193,7 @@ class Cache:
         failed = self.failed_runs()
         # A record that could not be written (a full disk) keeps nothing: that run's
         # files may be what filled the disk, and `kiln debug` cannot open it anyway.
-        readable = [run for run in failed if _readable_record(run / _RUN_FAILED)]
+        readable = [run for run in failed if _readable_record(run / FAILED_RECORD)]
         failed_kept = {
             run for run in readable[:keep_failed] if now - _modified(run) < failed_max_age
         }
@@ -194,10 +201,10 @@ class Cache:
             if run == keep_running or run in failed_kept:
                 continue
             is_failed = run in failed
-            grace = min(KILLED_RUN_AGE, stale_after) if (run / _RUN_LOCK).exists() else stale_after
+            grace = min(KILLED_RUN_AGE, stale_after) if (run / RUN_LOCK).exists() else stale_after
             if not is_failed and now - _modified(run) < grace:
                 continue  # probably a run that has only just started
-            if is_locked(run / _RUN_LOCK):
+            if is_locked(run / RUN_LOCK):
                 continue
             report.freed += _size(run)
             _remove(run)
@@ -239,17 +246,17 @@ class Cache:
                 kept += [(p, _IN_USE) for p in sorted(entry.iterdir()) if p.is_dir()]
             elif entry.name == RUNS:
                 for item in sorted(entry.iterdir()):
-                    if is_locked(item / _RUN_LOCK):
+                    if is_locked(item / RUN_LOCK):
                         kept.append((item, _IN_USE))
                     else:
                         _remove(item)
             elif entry.name == PROJECTS:
                 for item in sorted(entry.iterdir()):
-                    if item.suffix == ".lock":
+                    if item.suffix == LOCK_SUFFIX:
                         continue  # lock files stay: see prune_environments
                     # A place, or its plans file (or one being written): the place's lock.
-                    label = item.name.partition(_PLAN_SUFFIX)[0]
-                    if not is_locked(entry / f"{label}.lock"):
+                    label = item.name.partition(WORKER_PLANS_SUFFIX)[0]
+                    if not is_locked(lock_beside(entry / label)):
                         _remove(item)
                     elif item.name == label:
                         kept.append((item, _IN_USE))

@@ -16,9 +16,9 @@ from pathlib import Path
 from kiln.cache import Cache
 from kiln.environments.envdir import RUN_DIR_NAME
 from kiln.errors import UsageError
+from kiln.layout import BUILD_LOG, FAILED_RECORD, HOOK_RECORD
 from kiln.records import FailedRun, HookCall
 from kiln.trust import entry_problem
-from kiln.workspace import FAILED_NAME, HOOK_RECORD_NAME, LOG_NAME
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> Faile
     """The failed build kept in ``env_dir``, else the newest one in ``cache``."""
     if env_dir is not None:
         run_dir = Path(os.path.realpath(env_dir)) / RUN_DIR_NAME
-        if not (run_dir / FAILED_NAME).is_file():
+        if not (run_dir / FAILED_RECORD).is_file():
             raise UsageError(f"no failed build is kept in --env-dir {env_dir}")
         return load_failed_build(
             run_dir, where=f"--env-dir {env_dir}", otherwise="choose another --env-dir"
@@ -82,26 +82,26 @@ def load_failed_build(
     ``where`` and ``otherwise``: the place, and the way out, for that message."""
     for path, directory in (
         (run_dir, True),
-        (run_dir / FAILED_NAME, False),
-        (run_dir / HOOK_RECORD_NAME, False),
+        (run_dir / FAILED_RECORD, False),
+        (run_dir / HOOK_RECORD, False),
     ):
         problem = entry_problem(path, directory=directory, where=where, otherwise=otherwise)
         if problem is not None:
             raise UsageError(problem)
-    record = FailedRun.read(run_dir / FAILED_NAME)
+    record = FailedRun.read(run_dir / FAILED_RECORD)
     if record is None:
         raise UsageError(
-            f"cannot read the failed build record {run_dir / FAILED_NAME}: it is missing, "
+            f"cannot read the failed build record {run_dir / FAILED_RECORD}: it is missing, "
             "damaged or from another version of kiln; remove the run (kiln cache clean)"
         )
     # Without the hook's record (none, or damaged) the shell opens in the source.
-    hook = HookCall.read(run_dir / HOOK_RECORD_NAME)
+    hook = HookCall.read(run_dir / HOOK_RECORD)
     return FailedBuild(
         run_dir=run_dir,
         reason=record.reason,
         source=record.source,
         environment=Path(record.environment) if record.environment else None,
-        log=run_dir / LOG_NAME,
+        log=run_dir / BUILD_LOG,
         when=record.time,
         hook=hook,
     )
@@ -135,5 +135,6 @@ def rerun_command(hook: HookCall, output_dir: Path) -> str:
     return f"{shlex.quote(hook.python)} -c {shlex.quote('; '.join(lines))}"
 
 
-def describe_age(when: float) -> str:
+def local_timestamp(when: float) -> str:
+    """``when`` (seconds since the epoch) as local time, e.g. ``2026-01-31 14:05:09``."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))

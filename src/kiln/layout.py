@@ -68,6 +68,23 @@ def project_place(cache_dir: Path, label: str) -> Path:
     return cache_dir / PROJECTS / project_label(label)
 
 
+# What a run directory holds (see kiln.workspace); kiln.cache reads them to prune.
+RUN_LOCK = ".lock"
+FAILED_RECORD = "failed.json"
+HOOK_RECORD = "hook.json"
+BUILD_LOG = "build.log"
+# What a build works on in its place (see kiln.workspace.Workspace.stable_dir).
+STABLE_NAMES = ("tmp", "source", "from-sdist", "build", "metadata")
+# The suffix of the file beside a place that holds its workers' plans.
+WORKER_PLANS_SUFFIX = ".worker.json"
+LOCK_SUFFIX = ".lock"
+
+
+def lock_beside(path: Path) -> Path:
+    """The lock file beside ``path`` (``<name>.lock``): held while a run uses ``path``."""
+    return path.with_name(f"{path.name}{LOCK_SUFFIX}")
+
+
 def worker_plans(place: Path) -> Path:
     """Beside a project's place: the plans of its last runs' first warm workers."""
-    return place.with_name(f"{place.name}.worker.json")
+    return place.with_name(f"{place.name}{WORKER_PLANS_SUFFIX}")

@@ -40,29 +40,29 @@ else:
 
 
 class FileLock:
-    """An exclusive, non-blocking lock on ``path`` (created if missing)."""
+    """An advisory lock on ``path`` (created if missing), held shared or exclusively."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock exclusively, without waiting; False if a live process holds it."""
-        if not self._take(shared=False, blocking=False):
-            return False
-        # Record the holder, for messages; the lock itself is what counts.
-        assert self._fd is not None
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, str(os.getpid()).encode())
-        return True
-
     def acquire_shared(self, *, blocking: bool = True) -> bool:
-        """Take the lock shared with other readers (waiting for an exclusive holder)."""
+        """Take the lock shared with other readers (waiting for an exclusive holder,
+        unless not ``blocking``); False if it was not taken."""
         return self._take(shared=True, blocking=blocking)
 
-    def acquire_exclusive(self, *, blocking: bool = True) -> bool:
-        """Take the lock for this process alone (converting a shared hold)."""
-        return self._take(shared=False, blocking=blocking)
+    def acquire_exclusive(self, *, blocking: bool = True, note_holder: bool = False) -> bool:
+        """Take the lock for this process alone (converting a shared hold), waiting
+        unless not ``blocking``; False if it was not taken. With ``note_holder``, write
+        this process's pid into the file, for :meth:`holder`."""
+        if not self._take(shared=False, blocking=blocking):
+            return False
+        if note_holder:
+            # Only for messages; the lock itself is what counts.
+            assert self._fd is not None
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, str(os.getpid()).encode())
+        return True
 
     def _take(self, *, shared: bool, blocking: bool) -> bool:
         held = self._fd is not None
@@ -105,7 +105,7 @@ def is_locked(path: Path) -> bool:
         return False
     probe = FileLock(path)
     try:
-        if probe.acquire():
+        if probe.acquire_exclusive(blocking=False, note_holder=True):
             return False
     except OSError:
         return True  # cannot even open it: treat it as in use, never delete

@@ -34,7 +34,7 @@ from kiln.errors import (
 )
 from kiln.headstart import HeadStart
 from kiln.hooks import Backend
-from kiln.hooks.runners import HookRunners, hand_head_start
+from kiln.hooks.runners import RunnerPool, hand_head_start
 from kiln.outcome import RunPlaces, disk_full_is_an_error, settled
 from kiln.output import (
     check_artifact,
@@ -82,7 +82,7 @@ class Parts:
     """What the doing calls, each behind its seam; :func:`kiln.builder.assemble_parts`
     makes the real ones from a plan, tests hand in small fakes."""
 
-    runners: HookRunners
+    runners: RunnerPool
     provider: ProviderFactory
     installer: Installer | None = None
     compiler_cache: CompilerCache | None = None
@@ -153,7 +153,7 @@ class Session:
     run: RunPlaces
     project: Project
     result: BuildResult
-    runners: HookRunners
+    runners: RunnerPool
     close_runners: Callable[[], None]
     workspace: Workspace = field(init=False)
 

@@ -29,9 +29,9 @@ from kiln.errors import (
     disk_full_error,
     is_disk_full,
 )
-from kiln.layout import ENVS
+from kiln.layout import BUILD_LOG, ENVS
 from kiln.planning import BuildPlan
-from kiln.workspace import LOG_NAME, Workspace
+from kiln.workspace import Workspace
 
 logger = logging.getLogger("kiln")
 
@@ -121,7 +121,7 @@ def _keep_failed(run: RunPlaces, error: BaseException) -> BaseException:
     if cache is not None:
         with contextlib.suppress(OSError):  # it only removes; never hide the error
             cache.prune()  # failed builds are kept, but only the newest few
-    kept_build = KeptBuild(kept, location, kept / LOG_NAME)
+    kept_build = KeptBuild(kept, location, kept / BUILD_LOG)
     logger.debug("failed build kept in %s", kept)
     if isinstance(error, KilnError):
         error.log_path = kept_build.log

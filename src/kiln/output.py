@@ -197,16 +197,20 @@ def _still_at(fd: int, path: Path) -> bool:
     )
 
 
-def check_artifact(staging: Path, name: str, kind: str, hook: str, log_path: Path | None) -> Path:
+def check_artifact(
+    staging: Path, name: str, distribution: str, hook: str, log_path: Path | None
+) -> Path:
     """The file ``hook`` said it wrote, if it is a regular file in ``staging`` (not a
     link to one anywhere) and has the right kind of name."""
-    expected = (".tar.gz", ".zip") if kind == SDIST else (".whl",)
+    expected = (".tar.gz", ".zip") if distribution == SDIST else (".whl",)
     problem = None
     if not name or Path(name).name != name:
         problem = f"returned {name!r}, which is not a plain file name"
     elif not name.endswith(expected):
-        problem = f"returned {name!r}, which is not a {kind} file name ({' or '.join(expected)})"
-    elif kind != SDIST and not _valid_wheel_name(name):
+        problem = (
+            f"returned {name!r}, which is not a {distribution} file name ({' or '.join(expected)})"
+        )
+    elif distribution != SDIST and not _valid_wheel_name(name):
         problem = f"returned {name!r}, which is not a valid wheel file name"
     elif not _is_real_directory(staging):
         problem = f"replaced the directory it was to write into ({staging})"
@@ -245,7 +249,7 @@ def _is_real_directory(path: Path) -> bool:
         return False
 
 
-def publish(staged: Path, outdir: Path, kind: str) -> Artifact:
+def publish(staged: Path, outdir: Path, distribution: str) -> Artifact:
     """Move a checked artifact from staging into ``outdir`` in one rename."""
     target = outdir / staged.name
     try:
@@ -255,7 +259,7 @@ def publish(staged: Path, outdir: Path, kind: str) -> Artifact:
             f"cannot move {staged.name} into output directory {outdir}: "
             f"{target}: {error.strerror or error}"
         ) from error
-    return Artifact.from_file(target, kind)
+    return Artifact.from_file(target, distribution)
 
 
 def _valid_wheel_name(name: str) -> bool:

@@ -17,7 +17,8 @@ class Artifact:
     """One file kiln placed in the output directory."""
 
     path: Path
-    kind: str  # "sdist", "wheel" or "editable"
+    # The distribution ("sdist", "wheel" or "editable"); named kind in the public API.
+    kind: str
     size: int
 
     @property

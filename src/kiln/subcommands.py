@@ -118,7 +118,7 @@ def _cache(action: str, explicit: Path | None) -> int:
 
 def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: bool) -> int:
     from kiln.cache import Cache
-    from kiln.debug import describe_age, find_failed_build
+    from kiln.debug import find_failed_build, local_timestamp
     from kiln.errors import UsageError
 
     cache: Cache | None
@@ -131,7 +131,7 @@ def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: boo
         cache = None
     failed = find_failed_build(cache, env_dir)
     cwd = failed.cwd
-    print(f"Failed build of {failed.source} ({describe_age(failed.when)})")
+    print(f"Failed build of {failed.source} ({local_timestamp(failed.when)})")
     print(f"  reason:      {failed.reason.splitlines()[0]}")
     if failed.environment is not None:
         print(f"  environment: {failed.environment}")

@@ -32,7 +32,19 @@ from pathlib import Path
 
 from kiln.cache import Cache
 from kiln.errors import UsageError
-from kiln.layout import LOGS, PROJECTS, RUNS, project_label, worker_plans
+from kiln.layout import (
+    BUILD_LOG,
+    FAILED_RECORD,
+    HOOK_RECORD,
+    LOGS,
+    PROJECTS,
+    RUN_LOCK,
+    RUNS,
+    STABLE_NAMES,
+    lock_beside,
+    project_label,
+    worker_plans,
+)
 from kiln.locks import FileLock
 from kiln.process import BuildLog
 from kiln.records import FailedRun, HookCall
@@ -41,12 +53,6 @@ from kiln.trust import entry_problem
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".lock"
-FAILED_NAME = "failed.json"
-HOOK_RECORD_NAME = "hook.json"
-LOG_NAME = "build.log"
-# What a build works on in its place (see stable_dir).
-STABLE_NAMES = ("tmp", "source", "from-sdist", "build", "metadata")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -83,7 +89,7 @@ class Workspace:
         self.label = project_label(label)
         self.run_id = run_id
         self.place = place or root
-        self._lock = FileLock(root / LOCK_NAME)
+        self._lock = FileLock(root / RUN_LOCK)
         self._place_lock: FileLock | None = None
         self.tmp = self.place / "tmp"
         self.hooks = root / "hooks"
@@ -110,7 +116,8 @@ class Workspace:
         _refuse_untrusted(root, directory=True)
         # Owner-only, whatever the umask: the cache's rule (see kiln.trust).
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not self._lock.acquire():  # pragma: no cover - run ids are unique per process
+        taken = self._lock.acquire_exclusive(blocking=False, note_holder=True)
+        if not taken:  # pragma: no cover - run ids are unique per process
             raise RuntimeError(f"run directory {root} is already in use")
         if self.place != root:
             try:
@@ -121,12 +128,12 @@ class Workspace:
                 raise
         self.tmp.mkdir(mode=0o700, exist_ok=True)
         self.hooks.mkdir(mode=0o700, exist_ok=True)
-        _create_private(root / LOG_NAME)
-        self._log = BuildLog(root / LOG_NAME)
+        _create_private(root / BUILD_LOG)
+        self._log = BuildLog(root / BUILD_LOG)
         return self
 
     def _claim_place(self, place: Path) -> None:
-        lock_path = place.parent / f"{place.name}.lock"
+        lock_path = lock_beside(place)
         _refuse_untrusted(lock_path, directory=False)
         lock = FileLock(lock_path)
         if not lock.acquire_exclusive(blocking=False):
@@ -164,7 +171,7 @@ class Workspace:
 
     @property
     def hook_record(self) -> Path:
-        return self.root / HOOK_RECORD_NAME
+        return self.root / HOOK_RECORD
 
     def subprocess_environ(self, base: Mapping[str, str]) -> dict[str, str]:
         """``base`` (the user's environment), with temporary files redirected into this run."""
@@ -179,7 +186,7 @@ class Workspace:
         if self.cache is not None:
             target = self.cache.bucket(LOGS) / f"{self.label}-{self.run_id}.log"
             try:
-                shutil.move(self.root / LOG_NAME, target)
+                shutil.move(self.root / BUILD_LOG, target)
             except OSError:
                 pass  # a log is worth keeping, not worth failing a good build for
             else:
@@ -214,11 +221,11 @@ class Workspace:
             time=time.time(),
             source=str(source),
             environment=str(environment) if environment else None,
-            log=str(self.root / LOG_NAME),
+            log=str(self.root / BUILD_LOG),
         )
         # The run is kept either way; the marker only helps `kiln debug` find it.
         with contextlib.suppress(OSError):
-            record.write(self.root / FAILED_NAME)
+            record.write(self.root / FAILED_RECORD)
         self._keep_sources()
         self._lock.release()
         # Scratch files and the hooks' handoff files are of no use once the run is

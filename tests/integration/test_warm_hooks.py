@@ -30,8 +30,8 @@ from kiln.environments.current import CurrentEnvironment
 from kiln.errors import ConfigError, HookFailedError
 from kiln.headstart import WORKER_SCRIPT
 from kiln.hooks import Backend
-from kiln.hooks.runners import select_hook_runners
-from kiln.hooks.warm import WarmHookRunners, WorkerPlan
+from kiln.hooks.runners import select_runner_pool
+from kiln.hooks.warm import WarmRunnerPool, WorkerPlan
 from kiln.process import BuildLog, run_logged
 from kiln.project import Project
 from tests.conftest import ProjectFactory
@@ -240,7 +240,7 @@ def test_auto_is_warm_here(probe_project: Path, monkeypatch: pytest.MonkeyPatch)
     completed = run_kiln(probe_project, "-w", "-vv")
     assert completed.returncode == 0, completed.stderr
     assert "hook runner: warm (worker" in completed.stderr
-    assert select_hook_runners("auto").name == "warm"
+    assert select_runner_pool("auto").name == "warm"
 
 
 @pytest.mark.parametrize("fixture", ["intree_backend", "hook_raises"])
@@ -333,7 +333,7 @@ def test_a_dead_worker_fails_the_hook_and_the_next_hook_gets_a_new_one(
 ) -> None:
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
     monkeypatch.setenv("KILN_TEST_WARM_ACTION", "kill-parent:get_requires_for_build_wheel")
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         backend = kiln_interpreter_backend(probe_project, tmp_path, runners)
         backend.get_requires("sdist", {})
@@ -358,7 +358,7 @@ def test_a_worker_that_died_between_hooks_is_replaced(
     probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         backend = kiln_interpreter_backend(probe_project, tmp_path, runners)
         backend.get_requires("sdist", {})
@@ -381,7 +381,7 @@ def test_the_worker_restarts_when_what_it_imported_may_have_changed(
     extra.mkdir()
     monkeypatch.setenv("PYTHONPATH", str(extra))
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         backend = kiln_interpreter_backend(probe_project, tmp_path, runners)
         backend.get_requires("sdist", {})
@@ -479,7 +479,7 @@ def first_hook_with_notes(
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
     notes = tmp_path / "kiln-warm-imports.json"
     notes.write_text(json.dumps({"setuptools.build_meta": modules}))
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         kiln_interpreter_backend(probe_project, tmp_path, runners, notes).get_requires("sdist", {})
     finally:
@@ -662,7 +662,7 @@ def test_a_relative_pythonpath_runs_plain(
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", "relative-dir")
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         kiln_interpreter_backend(probe_project, tmp_path, runners).get_requires("sdist", {})
     finally:
@@ -686,7 +686,7 @@ def test_without_pidfd_the_worker_polls_for_its_children(
     )
     monkeypatch.setattr("kiln.headstart.WORKER_SCRIPT", wrapper)
     monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
-    runners = WarmHookRunners()
+    runners = WarmRunnerPool()
     try:
         backend = kiln_interpreter_backend(probe_project, tmp_path, runners)
         backend.get_requires("sdist", {})
@@ -700,7 +700,7 @@ def test_without_pidfd_the_worker_polls_for_its_children(
 
 
 def kiln_interpreter_backend(
-    source: Path, root: Path, runners: WarmHookRunners, warm_imports: Path | None = None
+    source: Path, root: Path, runners: WarmRunnerPool, warm_imports: Path | None = None
 ) -> Backend:
     """The probe's backend in kiln's own interpreter, warm.
 

@@ -83,7 +83,7 @@ def test_prune_removes_stale_and_old_failed_runs_only(tmp_path: Path) -> None:
     recent_failed = make_run(cache, "recent-failed", age=DAY, failed=True)
     held = make_run(cache, "held", age=3 * DAY)
     with FileLock(held / ".lock") as lock:
-        assert lock.acquire()
+        assert lock.acquire_exclusive(blocking=False, note_holder=True)
         completed = run_kiln("cache", "prune")
     assert completed.returncode == 0, completed.stderr
     assert "removed 1 stale run(s), 1 old failed build(s)" in completed.stdout
@@ -114,7 +114,7 @@ def test_clean_spares_runs_in_progress(tmp_path: Path) -> None:
     (cache / "logs-v1").mkdir(exist_ok=True)
     (cache / "logs-v1" / "x.log").write_text("log")
     with FileLock(held / ".lock") as lock:
-        assert lock.acquire()
+        assert lock.acquire_exclusive(blocking=False, note_holder=True)
         completed = run_kiln("cache", "clean")
     assert completed.returncode == 0, completed.stderr
     assert not idle.exists() and not (cache / "logs-v1").exists()

@@ -11,8 +11,8 @@ from kiln.cache import Cache
 from kiln.environments.virtual import create_virtualenv, interpreter_path
 from kiln.fingerprint import RECORD_NAME, fingerprint
 from kiln.headstart import KEPT_PLANS, keep_plan, read_plan, start_for_build
-from kiln.hooks.runners import PlainHookRunners, TakesHeadStart, hand_head_start
-from kiln.hooks.warm import WarmHookRunners
+from kiln.hooks.runners import PlainRunnerPool, TakesHeadStart, hand_head_start
+from kiln.hooks.warm import WarmRunnerPool
 from kiln.layout import project_place, worker_plans
 from kiln.options import environment_defaults
 from tests.helpers import pid_alive
@@ -173,11 +173,11 @@ def test_the_head_start_goes_to_runners_that_take_one_and_is_discarded_by_the_re
     tmp_path: Path,
 ) -> None:
     started = FakeStarted()
-    hand_head_start(PlainHookRunners(), tmp_path / "plans", tmp_path, started)  # type: ignore[arg-type]
+    hand_head_start(PlainRunnerPool(), tmp_path / "plans", tmp_path, started)  # type: ignore[arg-type]
     assert started.discarded, "no plain hook takes a worker started ahead"
-    warm = WarmHookRunners()
+    warm = WarmRunnerPool()
     assert isinstance(warm, TakesHeadStart)
-    assert not isinstance(PlainHookRunners(), TakesHeadStart)
+    assert not isinstance(PlainRunnerPool(), TakesHeadStart)
     started = FakeStarted()
     hand_head_start(warm, tmp_path / "plans", tmp_path, started)  # type: ignore[arg-type]
     # Not the source the worker was started for: the warm runners discard it too,

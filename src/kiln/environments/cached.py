@@ -39,6 +39,7 @@ from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, int
 from kiln.errors import EnvironmentSetupError
 from kiln.fingerprint import LAST_USED_NAME, RECORD_NAME, checksum, fingerprint
 from kiln.installers import Installer
+from kiln.layout import lock_beside
 from kiln.locks import FileLock
 from kiln.process import BuildLog
 from kiln.records import EnvRecord
@@ -188,7 +189,7 @@ class CachedEnvProvider:
     def _acquire(self, key: EnvironmentKey, log: BuildLog) -> CachedEnvironment:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / key.digest
-        lock = FileLock(self.root / f"{key.digest}.lock")
+        lock = FileLock(lock_beside(path))
         if not lock.acquire_shared(blocking=False):
             logger.info("Waiting for the kiln run that is making the build environment %s", path)
             lock.acquire_shared()
@@ -357,7 +358,7 @@ def prune_environments(
             continue
         if not complete and now - last_used(path) < half_made_grace:
             continue
-        lock = FileLock(root / f"{path.name}.lock")
+        lock = FileLock(lock_beside(path))
         try:
             if not lock.acquire_exclusive(blocking=False):
                 continue  # in use

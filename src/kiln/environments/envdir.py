@@ -93,7 +93,7 @@ class EnvDir:
             _refuse_foreign_contents(path, shown)
         lock = FileLock(path / LOCK_NAME)
         try:
-            acquired = lock.acquire()
+            acquired = lock.acquire_exclusive(blocking=False, note_holder=True)
         except OSError as error:
             if created:
                 shutil.rmtree(path, ignore_errors=True)

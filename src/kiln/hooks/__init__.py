@@ -21,7 +21,7 @@ from kiln.errors import (
     HookUnsupportedError,
     disk_full_error,
 )
-from kiln.hooks.plain import HookProcessError, SubprocessHookRunner, SubprocessRunner
+from kiln.hooks.plain import HookProcessError, PlainHookRunner, SubprocessRunner
 from kiln.process import BuildLog
 from kiln.project import Project
 
@@ -29,10 +29,6 @@ logger = logging.getLogger(__name__)
 
 ConfigSettings = Mapping[str, Any]
 T = TypeVar("T")
-
-
-# How a hook process is started; the seam a warm runner plugs into.
-HookRunner = SubprocessRunner
 
 
 class Backend:
@@ -46,7 +42,7 @@ class Backend:
         *,
         handoff_root: Path,
         record_path: Path | None = None,
-        runner: HookRunner | None = None,
+        runner: SubprocessRunner | None = None,
     ) -> None:
         from kiln.hooks.caller import KilnHookCaller
 
@@ -58,7 +54,7 @@ class Backend:
             str(project.source_dir),
             build_system.build_backend,
             build_system.backend_path,
-            runner=runner or SubprocessHookRunner(environ, log),
+            runner=runner or PlainHookRunner(environ, log),
             python_executable=str(environment.python),
             handoff_root=handoff_root,
             environ=environ,

@@ -28,8 +28,9 @@ class HookProcessError(subprocess.CalledProcessError):
         self.tail = list(tail)
 
 
-class SubprocessHookRunner:
-    """Runs pyproject-hooks' in-process script as a child process, output to the log."""
+class PlainHookRunner:
+    """The plain runner: pyproject-hooks' in-process script in a new interpreter per
+    hook, output to the log."""
 
     def __init__(self, environ: Mapping[str, str], log: BuildLog) -> None:
         self.environ = dict(environ)

@@ -1,8 +1,11 @@
 """Choosing how hook processes start: the plain way, or forked from a warm worker.
 
-PEP 517 asks for a fresh process per hook. The plain runner starts a new
-interpreter each time; the warm runner keeps one interpreter per build
-environment with the backend already imported, and forks a child per hook.
+PEP 517 asks for a fresh process per hook. A *runner* is the callable
+pyproject-hooks calls to start one hook's process; a *runner pool* is the
+per-build object that hands out a runner per backend and owns what they start.
+The plain runner starts a new interpreter each time; the warm runner forks a
+child per hook from a worker its pool keeps per build environment, with the
+backend already imported.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ from typing import Protocol, runtime_checkable
 from kiln.environments import BuildEnvironment
 from kiln.errors import UsageError
 from kiln.headstart import HeadStart
-from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
+from kiln.hooks.plain import PlainHookRunner, SubprocessRunner
 from kiln.options import HOOK_RUNNER_CHOICES
 from kiln.process import BuildLog
 from kiln.project import BuildSystem
 
 
-class HookRunners(Protocol):
-    """Hands out the runner for each backend; owns whatever those runners start."""
+class RunnerPool(Protocol):
+    """Hands out the runner for each backend; owns whatever those runners start.
+    One per build, closed at its end."""
 
     name: str
 
@@ -35,15 +39,15 @@ class HookRunners(Protocol):
         """Stop everything the runners started (warm workers)."""
 
 
-class PlainHookRunners:
-    """Every hook in a new interpreter."""
+class PlainRunnerPool:
+    """Every hook in a new interpreter: runners that keep nothing between hooks."""
 
     name = "plain"
 
     def runner(
         self, environment: BuildEnvironment, build_system: BuildSystem, log: BuildLog
     ) -> SubprocessRunner:
-        return SubprocessHookRunner(environment.hook_environ(), log)
+        return PlainHookRunner(environment.hook_environ(), log)
 
     def close(self) -> None:
         pass
@@ -57,28 +61,33 @@ def fork_is_safe(explicit: bool) -> bool:
     return explicit or sys.platform != "darwin"
 
 
-def select_hook_runners(choice: str = "auto") -> HookRunners:
-    """The runners for ``choice`` (the request's hook_runner: $KILN_HOOK_RUNNER was
+def select_runner_pool(choice: str = "auto") -> RunnerPool:
+    """The runner pool for ``choice`` (the request's hook_runner: $KILN_HOOK_RUNNER was
     read at the edge, into the request)."""
     if choice not in HOOK_RUNNER_CHOICES:
         raise UsageError(
             f"unknown hook runner {choice!r}; choose one of {', '.join(HOOK_RUNNER_CHOICES)}"
         )
     if choice == "plain":
-        return PlainHookRunners()
+        return PlainRunnerPool()
     if not fork_is_safe(explicit=choice == "warm"):
         if choice == "warm":
             raise UsageError("--hook-runner warm needs fork(), which this platform lacks")
-        return PlainHookRunners()
-    from kiln.hooks.warm import WarmHookRunners
+        return PlainRunnerPool()
+    from kiln.hooks.warm import WarmRunnerPool
 
-    return WarmHookRunners()
+    return WarmRunnerPool()
+
+
+# The names docs/api.md documents.
+PlainHookRunners = PlainRunnerPool
+select_hook_runners = select_runner_pool
 
 
 @runtime_checkable
 class TakesHeadStart(Protocol):
     """Runners that can take a worker started ahead: the warm ones. Not part of
-    :class:`HookRunners`: other runners need not know there is such a thing."""
+    :class:`RunnerPool`: other runners need not know there is such a thing."""
 
     def head_start(self, plans: Path, source: Path, started: HeadStart | None = None) -> None:
         """Take the worker ``started`` ahead, or start ahead now the one whose plan
@@ -87,7 +96,7 @@ class TakesHeadStart(Protocol):
 
 
 def hand_head_start(
-    runners: HookRunners, plans: Path, source: Path, started: HeadStart | None
+    runners: RunnerPool, plans: Path, source: Path, started: HeadStart | None
 ) -> None:
     """Give ``runners`` the head start for builds of ``source`` (plans kept in
     ``plans``) if they take one; else the worker started ahead is discarded, as

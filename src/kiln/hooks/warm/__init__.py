@@ -45,7 +45,7 @@ Workers never outlive kiln: they exit at the end of their input, which comes
 when kiln closes it or dies, and on Linux also when kiln's thread is gone.
 
 The modules: :mod:`.pool` hands out the runners and owns the workers (the
-``HookRunners`` seam of :mod:`kiln.hooks.runners`); :mod:`.worker` is kiln's
+``RunnerPool`` seam of :mod:`kiln.hooks.runners`); :mod:`.worker` is kiln's
 side of the worker protocol (documented at the top of the worker script);
 :mod:`.notes` keeps what hooks import; :mod:`.ahead` takes (or stops) the worker
 the head start began, and keeps this run's plan for the next. Everything here
@@ -56,7 +56,17 @@ from __future__ import annotations
 
 from kiln.headstart import WorkerPlan
 from kiln.hooks.warm.notes import WarmImports
-from kiln.hooks.warm.pool import WarmHookRunner, WarmHookRunners
+from kiln.hooks.warm.pool import WarmHookRunner, WarmRunnerPool
 from kiln.hooks.warm.worker import Worker
 
-__all__ = ["WarmHookRunner", "WarmHookRunners", "WarmImports", "Worker", "WorkerPlan"]
+# WarmHookRunners: the name docs/api.md documents.
+WarmHookRunners = WarmRunnerPool
+
+__all__ = [
+    "WarmHookRunner",
+    "WarmHookRunners",
+    "WarmImports",
+    "WarmRunnerPool",
+    "Worker",
+    "WorkerPlan",
+]

@@ -57,10 +57,11 @@ class WarmImports:
         return self._data
 
     def _write(self, backend: str, value: list[str] | bool) -> None:
+        from kiln.layout import lock_beside
         from kiln.locks import FileLock
 
         environment = self.path.parent
-        lock = FileLock(environment.with_name(f"{environment.name}.lock"))
+        lock = FileLock(lock_beside(environment))
         try:
             if not lock.acquire_shared(blocking=False):
                 logger.debug("not keeping notes on warm imports: %s is being replaced", environment)

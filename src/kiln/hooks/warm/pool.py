@@ -11,7 +11,7 @@ from pathlib import Path
 from kiln.environments import BuildEnvironment
 from kiln.fingerprint import generation
 from kiln.headstart import HeadStart, WorkerPlan
-from kiln.hooks.plain import SubprocessHookRunner, SubprocessRunner
+from kiln.hooks.plain import PlainHookRunner, SubprocessRunner
 from kiln.hooks.warm.ahead import WorkerAhead
 from kiln.hooks.warm.notes import WARM_IMPORTS_NAME, WarmImports
 from kiln.hooks.warm.worker import Worker, plain_reason, start_worker
@@ -23,7 +23,7 @@ logger = logging.getLogger("kiln.hooks.warm")
 WorkerKey = tuple[str, str]  # (interpreter, build-backend)
 
 
-class WarmHookRunners:
+class WarmRunnerPool:
     """Hands out warm runners; owns one worker per interpreter and backend."""
 
     name = "warm"
@@ -51,7 +51,7 @@ class WarmHookRunners:
         environ = environment.hook_environ()
         if build_system.backend_path:
             logger.debug("hook runner: plain (backend-path)")
-            return SubprocessHookRunner(environ, log)
+            return PlainHookRunner(environ, log)
         python = str(environment.python)
         state_dir = environment.state_dir
         if state_dir is not None and python not in self._notes:
@@ -147,14 +147,14 @@ class WarmHookRunners:
             notes.learn(key[1], worker.imported)
 
 
-class WarmHookRunner(SubprocessHookRunner):
+class WarmHookRunner(PlainHookRunner):
     """A pyproject-hooks runner that hands hook commands to a warm worker.
 
     Where the worker cannot take a hook, it runs the plain way.
     """
 
     def __init__(
-        self, runners: WarmHookRunners, backend: str, environ: Mapping[str, str], log: BuildLog
+        self, runners: WarmRunnerPool, backend: str, environ: Mapping[str, str], log: BuildLog
     ) -> None:
         super().__init__(environ, log)
         self.runners = runners
