@@ -235,6 +235,25 @@ def test_plain_hooks_are_children_of_kiln(
     assert {report["ppid"] for report in reports.values()} == {os.getpid()}
 
 
+def test_the_worker_serves_hooks_under_safe_path(
+    probe_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With safe_path the script's directory is not on sys.path: the worker must
+    # still find its sibling module, or every hook would fall back to plain.
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    monkeypatch.setenv("KILN_TEST_WARM_PROBE", str(tmp_path / "probe"))
+    completed = run_kiln(probe_project, "-w", "--hook-runner", "warm", "-vv")
+    assert completed.returncode == 0, completed.stderr
+    assert "hook runner: warm (worker" in completed.stderr
+    reports = read_reports(tmp_path / "probe", HOOKS[2:])
+    [worker] = {report["ppid"] for report in reports.values()}
+    assert isinstance(worker, int)
+    # A hook run plain is a child of the kiln process, which has exited; the
+    # worker's hooks share a parent that is neither kiln nor this test.
+    assert worker != os.getpid()
+    assert len({report["pid"] for report in reports.values()}) == 2
+
+
 def test_auto_is_warm_here(probe_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KILN_HOOK_RUNNER", raising=False)
     completed = run_kiln(probe_project, "-w", "-vv")

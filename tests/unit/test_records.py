@@ -105,14 +105,14 @@ def test_an_environment_record_without_a_version_means_rebuild() -> None:
 
 
 def test_the_worker_reads_the_warm_notes_as_kiln_writes_them(tmp_path: Path) -> None:
-    from kiln.hooks.warm._worker.kiln_worker import _warm_imports
+    from kiln.hooks.warm._worker._kiln_worker_imports import warm_imports
 
     NOTES.write(tmp_path / "notes.json")
-    assert _warm_imports(str(tmp_path / "notes.json"), "setuptools.build_meta") == [
+    assert warm_imports(str(tmp_path / "notes.json"), "setuptools.build_meta") == [
         "setuptools",
         "wheel",
     ]
-    assert _warm_imports(str(tmp_path / "notes.json"), "flit_core.buildapi") == []
+    assert warm_imports(str(tmp_path / "notes.json"), "flit_core.buildapi") == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX's")
