@@ -1,4 +1,5 @@
-"""The warm worker's imports ahead of hooks: the backend, and what earlier hooks imported.
+"""The warm worker's imports ahead of hooks: the backend, what earlier hooks
+imported, and the report of what each hook imports, for the next worker.
 
 Loaded by ``kiln_worker.py`` from its own directory (not through ``sys.path``,
 which the worker cleans), so standard library only, like the worker.
@@ -6,10 +7,16 @@ which the worker cleans), so standard library only, like the worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+
+# Annotations only, as in the worker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .kiln_worker import Status
 
 
 def import_backend(backend: str) -> str | None:
@@ -158,3 +165,19 @@ def thread_count() -> int:
     except OSError:
         threading = sys.modules.get("threading")
         return int(threading.active_count()) if threading is not None else 1
+
+
+class ImportReport:
+    """In a hook's child: tells kiln what the hook imported, once it succeeded."""
+
+    def __init__(self, status: Status, origins: ImportOrigins, cwd: str) -> None:
+        self.status = status
+        self.origins = origins
+        self.cwd = cwd
+        self.before = frozenset(sys.modules)
+
+    def send(self) -> None:
+        with contextlib.suppress(BaseException):
+            names = self.origins.new_modules(self.before, self.cwd)
+            if names:
+                self.status.write(b"imported " + json.dumps(names).encode())

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from types import CodeType, ModuleType
     from typing import Any, NoReturn
 
-    from . import _kiln_worker_imports as imports
+    from . import _kiln_worker_imports as ahead
 
 
 def _load_sibling(name: str) -> ModuleType:
@@ -81,7 +81,7 @@ def _load_sibling(name: str) -> ModuleType:
 
 
 if not TYPE_CHECKING:
-    imports = _load_sibling("_kiln_worker_imports")
+    ahead = _load_sibling("_kiln_worker_imports")
 
 # How long a hook may take to stop once kiln is gone, before SIGKILL.
 ORPHAN_GRACE_SECONDS = 2.0
@@ -93,7 +93,7 @@ class Fork(BaseException):
     """Raised in a new child to leave the worker's loop; carries the hook to run."""
 
     def __init__(
-        self, request: dict[str, Any], code: CodeType | None, imports: ImportReport
+        self, request: dict[str, Any], code: CodeType | None, imports: ahead.ImportReport
     ) -> None:
         super().__init__()
         self.request = request
@@ -102,16 +102,16 @@ class Fork(BaseException):
 
 
 # Set in a hook's child: reports what the hook imported when it exits successfully.
-_import_report: ImportReport | None = None
+_import_report: ahead.ImportReport | None = None
 
 
 def main(argv: list[str]) -> None:
     token, kiln_pid, backend = argv[1].encode(), int(argv[2]), argv[3]
     _drop_own_directory()
     status = Status(token)
-    reason = imports.import_backend(backend)
+    reason = ahead.import_backend(backend)
     if reason is None and len(argv) > 4:
-        reason = imports.warm_up(imports.warm_imports(argv[4], backend))
+        reason = ahead.warm_up(ahead.warm_imports(argv[4], backend))
     # Anything printed while importing would go missing from every hook's output.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -123,7 +123,7 @@ def main(argv: list[str]) -> None:
         parent_death(signal.SIGTERM)
         if os.getppid() != kiln_pid:
             return  # kiln died before the signal was armed
-    worker = Worker(status, kiln_pid, parent_death, imports.ImportOrigins.of_this_interpreter())
+    worker = Worker(status, kiln_pid, parent_death, ahead.ImportOrigins.of_this_interpreter())
     status.write(b"ready " + json.dumps(sys.path).encode())
     worker.serve()
 
@@ -135,22 +135,6 @@ def _drop_own_directory() -> None:
     here = os.path.dirname(os.path.realpath(__file__))  # noqa: PTH120
     if os.path.realpath(sys.path[0] or os.curdir) == here:
         del sys.path[0]
-
-
-class ImportReport:
-    """In a hook's child: tells kiln what the hook imported, once it succeeded."""
-
-    def __init__(self, status: Status, origins: imports.ImportOrigins, cwd: str) -> None:
-        self.status = status
-        self.origins = origins
-        self.cwd = cwd
-        self.before = frozenset(sys.modules)
-
-    def send(self) -> None:
-        with contextlib.suppress(BaseException):
-            names = self.origins.new_modules(self.before, self.cwd)
-            if names:
-                self.status.write(b"imported " + json.dumps(names).encode())
 
 
 def _parent_death_signal() -> Callable[[int], None] | None:
@@ -212,7 +196,7 @@ class Worker:
         status: Status,
         kiln_pid: int,
         parent_death: Callable[[int], None] | None,
-        origins: imports.ImportOrigins,
+        origins: ahead.ImportOrigins,
     ) -> None:
         self.status = status
         self.origins = origins
@@ -275,7 +259,7 @@ class Worker:
         sys.stderr.flush()
         # A SIGTERM between fork and the child's reset must not run our handler there.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        imports = ImportReport(self.status, self.origins, str(request["cwd"]))
+        imports = ahead.ImportReport(self.status, self.origins, str(request["cwd"]))
         pid = os.fork()
         if pid == 0:
             self._become_child(mask)
