@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 import kiln
 from kiln.errors import UsageError
 from tests.conftest import ProjectFactory
-from tests.helpers import run_kiln, snapshot
+from tests.helpers import run_kiln, snapshot, wait_for_file
 
 pytestmark = pytest.mark.integration
 
@@ -226,11 +225,7 @@ def test_a_second_run_on_a_busy_env_dir_refuses_at_once(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not pids_file.exists():
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_file(pids_file, first)
         # The live run keeps writing its log under .kiln-run; the rest must stay as it is.
         before = {k: v for k, v in snapshot(env_dir).items() if not k.startswith(".kiln-run")}
         second = run_kiln(project("flit_project"), "-o", tmp_path / "b", "--env-dir", env_dir)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 import kiln
 from kiln.errors import HookFailedError
 from tests.conftest import ProjectFactory
-from tests.helpers import INSTALLERS, error_line, pid_alive, run_kiln, snapshot
+from tests.helpers import INSTALLERS, error_line, pid_alive, run_kiln, snapshot, wait_for_file
 
 pytestmark = pytest.mark.integration
 
@@ -137,12 +136,7 @@ def test_interrupt_stops_the_backend_and_leaves_nothing(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not pids_file.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the backend never started"
-        time.sleep(0.05)
-    backend_pid, grandchild_pid = map(int, pids_file.read_text().split())
+    backend_pid, grandchild_pid = map(int, wait_for_file(pids_file, process).split())
 
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

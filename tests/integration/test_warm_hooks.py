@@ -35,7 +35,14 @@ from kiln.hooks.warm import WarmRunnerPool, WorkerPlan
 from kiln.process import BuildLog, run_logged
 from kiln.project import Project
 from tests.conftest import ProjectFactory
-from tests.helpers import FIXTURES, pid_alive, run_kiln, wheel_files, wheel_metadata
+from tests.helpers import (
+    FIXTURES,
+    pid_alive,
+    run_kiln,
+    wait_for_file,
+    wheel_files,
+    wheel_metadata,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -759,11 +766,7 @@ def start_hanging_build(probe_project: Path, tmp_path: Path) -> tuple[subprocess
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not pids_file.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the hook never started"
-        time.sleep(0.05)
+    wait_for_file(pids_file, process)
     return process, pids_file
 
 
