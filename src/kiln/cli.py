@@ -49,9 +49,10 @@ exit codes:
   130  interrupted (Ctrl-C); 143 stopped by SIGTERM, 129 by SIGHUP (128 + the
        signal); the child processes are stopped and the failed build is kept
 
-maintenance:
+more commands:
+  kiln wheelhouse [INPUT...] [-r FILE] [-o DIR]   build a whole tree into a wheelhouse
   kiln cache {dir,info,prune,clean}   inspect or clean the cache directory
-  kiln debug [--env-dir PATH]         open the last failed build's environment
+  kiln debug [NAME] [--env-dir PATH]  open the last failed build's environment
 
 Full reference: https://github.com/kiln-build/kiln/tree/main/docs"""
 
@@ -250,6 +251,10 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
 
 
 def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "wheelhouse":
+        from kiln import wheelhouse_command
+
+        return wheelhouse_command.run(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
         from kiln import subcommands
         from kiln.terminal import print_error

@@ -59,8 +59,11 @@ class FailedBuild:
         return rerun_command(self.hook, self.run_dir / "debug-output")
 
 
-def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> FailedBuild:
-    """The failed build kept in ``env_dir``, else the newest one in ``cache``."""
+def find_failed_build(
+    cache: Cache | None, env_dir: Path | None = None, name: str | None = None
+) -> FailedBuild:
+    """The failed build kept in ``env_dir``, else the newest one in ``cache``
+    (of the package ``name``, when given: a wheelhouse run keeps one per package)."""
     if env_dir is not None:
         run_dir = Path(os.path.realpath(env_dir)) / RUN_DIR_NAME
         if not (run_dir / FAILED_RECORD).is_file():
@@ -69,9 +72,32 @@ def find_failed_build(cache: Cache | None, env_dir: Path | None = None) -> Faile
             run_dir, where=f"--env-dir {env_dir}", otherwise="choose another --env-dir"
         )
     runs = cache.failed_runs() if cache is not None else []
+    if name is not None:
+        runs = [run for run in runs if _built_package(run) == _canonical(name)]
+        if not runs:
+            raise UsageError(f"no failed build of {name} is kept in the cache; nothing to debug")
     if not runs:
         raise UsageError("no failed build is kept in the cache; nothing to debug")
     return load_failed_build(runs[0])
+
+
+def _built_package(run_dir: Path) -> str | None:
+    """The canonical name of the package a kept run built, from its source's name
+    (``six-1.17.0.tar.gz``, a patched ``flit-core-3.9.0-<key>`` directory, ``proj/``)."""
+    import re
+
+    record = FailedRun.read(run_dir / FAILED_RECORD)
+    if record is None:
+        return None
+    base = Path(record.source).name
+    versioned = re.match(r"(.+?)-\d", base)
+    return _canonical(versioned[1] if versioned else base)
+
+
+def _canonical(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
 
 
 def load_failed_build(

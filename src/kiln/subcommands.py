@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_dir(debug)
     debug.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help="the package whose failed build to open (a wheelhouse run keeps one per "
+        "package; default: the newest failed build)",
+    )
+    debug.add_argument(
         "--env-dir",
         metavar="PATH",
         type=Path,
@@ -76,7 +83,7 @@ def run(argv: Sequence[str]) -> int:
     vars(args).update(environment_defaults(vars(args), os.environ))
     if args.command == "cache":
         return _cache(args.action, args.cache_dir)
-    return _debug(args.cache_dir, args.env_dir, print_only=args.print_only)
+    return _debug(args.cache_dir, args.env_dir, args.name, print_only=args.print_only)
 
 
 def _cache(action: str, explicit: Path | None) -> int:
@@ -116,7 +123,9 @@ def _cache(action: str, explicit: Path | None) -> int:
     return 0
 
 
-def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: bool) -> int:
+def _debug(
+    explicit_cache: Path | None, env_dir: Path | None, name: str | None, *, print_only: bool
+) -> int:
     from kiln.cache import Cache
     from kiln.debug import find_failed_build, local_timestamp
     from kiln.errors import UsageError
@@ -129,7 +138,7 @@ def _debug(explicit_cache: Path | None, env_dir: Path | None, *, print_only: boo
         if env_dir is None:
             raise
         cache = None
-    failed = find_failed_build(cache, env_dir)
+    failed = find_failed_build(cache, env_dir, name)
     cwd = failed.cwd
     print(f"Failed build of {failed.source} ({local_timestamp(failed.when)})")
     print(f"  reason:      {failed.reason.splitlines()[0]}")

@@ -1,0 +1,124 @@
+"""A planned node turned into the plain-data :class:`JobSpec` an executor runs.
+
+The build environment is pinned by a constraints file of the job's own: the
+exact versions the wheel's key was computed from (from the index), or, with
+``--build-deps source``, the tree's own wheels and nothing else. The file's
+content is part of kiln's environment key, so an environment made from the
+index is never reused for a build that must use the tree's wheels.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kiln.digests import file_sha256
+from kiln.wheelhouse.model import JobSpec
+from kiln.wheelhouse.request import WheelhouseRequest
+from kiln.wheelhouse.tree import PlannedNode
+
+# The variables that say where packages come from: a source-built tree's build
+# environments get the tree's wheels only.
+_INDEX_VARIABLES = (
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+)
+
+
+def job_spec(
+    planned: PlannedNode,
+    *,
+    request: WheelhouseRequest,
+    place: Path,
+    cache_root: Path,
+    environ: Mapping[str, str],
+    dep_wheels: Sequence[Path],
+) -> JobSpec:
+    """The job that builds ``planned``'s wheel; its files go under ``place``."""
+    node = planned.node
+    place.mkdir(parents=True, exist_ok=True)
+    outdir = place / "out"
+    outdir.mkdir(exist_ok=True)
+    job_environ = dict(environ)
+    job_environ.update(planned.settings.env)
+    constraints = [*request.constraints]
+    pins_file = place / "build-env.txt"
+    # Only what decides the environment's content: packages with the same build
+    # requirements share one environment (and its warm workers).
+    lines = ["# kiln wheelhouse: the build environment's exact content"]
+    if request.build_deps == "source":
+        links = place / "wheels"
+        links.mkdir(exist_ok=True)
+        for wheel in dep_wheels:
+            _link(wheel, links / wheel.name)
+            # The wheel's content, so a rebuilt dependency is a new environment.
+            lines.append(f"# {wheel.name} sha256={file_sha256(wheel)}")
+        for name in _INDEX_VARIABLES:
+            job_environ.pop(name, None)
+        job_environ["PIP_NO_INDEX"] = job_environ["UV_NO_INDEX"] = "1"
+        job_environ["PIP_FIND_LINKS"] = job_environ["UV_FIND_LINKS"] = str(links)
+        lines += [_pin_of(wheel) for wheel in dep_wheels]
+    else:
+        lines += list(planned.build_pins)
+    pins_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    constraints.append(pins_file)
+    source = _source(planned, cache_root)
+    python = planned.interpreter.path
+    own = Path(os.path.realpath(sys.executable)) == Path(os.path.realpath(python))
+    jobs = request.job_count
+    return JobSpec(
+        node=node.id,
+        name=node.pin.name,
+        version=node.pin.version,
+        source=str(source),
+        outdir=str(outdir),
+        cache_dir=str(cache_root),
+        python=None if own else str(python),
+        constraints=tuple(str(c) for c in constraints),
+        config_settings=dict(planned.settings.config_settings),
+        environ=job_environ,
+        installer=request.installer,
+        hook_runner=request.hook_runner,
+        compiler_cache=request.compiler_cache,
+        compiler_cache_remote=request.compiler_cache_remote,
+        cpu_share=max(1, (os.cpu_count() or 1) // jobs),
+    )
+
+
+def _source(planned: PlannedNode, cache_root: Path) -> Path:
+    """The sdist, the project directory, or the sdist unpacked and patched at a
+    stable path (so compiler caches hit from one run to the next)."""
+    pin = planned.node.pin
+    if pin.project_dir is not None:
+        return pin.project_dir
+    assert planned.sdist is not None
+    if not planned.patches:
+        return planned.sdist
+    from kiln.wheelhouse.patches import patched_source
+
+    stable = cache_root / "wheelhouse-v1" / "sources" / f"{pin.name}-{pin.version}-{planned.key}"
+    return patched_source(planned.sdist, planned.patches, stable)
+
+
+def _pin_of(wheel: Path) -> str:
+    from packaging.utils import parse_wheel_filename
+
+    name, version, _, _ = parse_wheel_filename(wheel.name)
+    return f"{name}=={version}"
+
+
+def _link(source: Path, target: Path) -> None:
+    import shutil
+
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

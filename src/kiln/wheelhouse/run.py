@@ -1,0 +1,367 @@
+"""One wheelhouse run, top to bottom.
+
+1. claim the output directory; read the settings; find the interpreters;
+2. decide (:mod:`kiln.wheelhouse.tree`): pins, graph, cycle seeds, wheel keys;
+3. take what the wheel cache has and the wheels the index gives (--binary, seeds);
+4. build the rest on the scheduler, a node as soon as its build dependencies exist,
+   each finished wheel stored in the wheel cache at once (so Ctrl-C keeps it);
+5. copy the wheels into the wheelhouse, write the simple index and the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import KilnError
+from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Provenance, Status
+from kiln.wheelhouse.request import WheelhouseRequest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kiln.interpreters import Interpreter
+    from kiln.wheelhouse.executors import Executor
+    from kiln.wheelhouse.scheduler import Event
+    from kiln.wheelhouse.tree import PlannedNode, TreePlan
+    from kiln.wheelhouse.wheelcache import WheelCache
+
+logger = logging.getLogger(__name__)
+
+# Statuses that leave a usable wheel (or nothing wanted) behind.
+GOOD = frozenset({Status.BUILT, Status.CACHED, Status.BINARY, Status.SKIPPED})
+# The bucket of the kiln cache where runs keep their scratch, sources and job dirs.
+WHEELHOUSE_BUCKET = "wheelhouse-v1"
+
+
+@dataclass
+class WheelhouseResult:
+    """What a run made: each node's outcome, and where the wheelhouse's files are."""
+
+    outdir: Path
+    outcomes: dict[str, Outcome]
+    cycles: list[tuple[str, list[str]]] = field(default_factory=list)
+    pins_files: dict[str, Path] = field(default_factory=dict)
+    report: Path | None = None
+    index: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status in GOOD for o in self.outcomes.values())
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status is status)
+
+
+def build_wheelhouse(
+    request: WheelhouseRequest,
+    *,
+    environ: Mapping[str, str] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    executor: Executor | None = None,
+) -> WheelhouseResult:
+    """Build ``request``'s tree into its wheelhouse. A failed package is an outcome,
+    not an exception; KilnError is raised for bad input (exit 2) or when the tree
+    cannot be resolved (exit 3)."""
+    from kiln.cache import Cache
+    from kiln.wheelhouse.publish import claimed_outdir
+
+    started = time.monotonic()
+    environ = dict(os.environ if environ is None else environ)
+    cache = Cache.open(request.cache_dir)
+    with claimed_outdir(request.outdir, cache.root) as outdir:
+        run = _Run(request, cache.root, outdir, environ, on_event)
+        return run.go(executor, started)
+
+
+class _Run:
+    def __init__(
+        self,
+        request: WheelhouseRequest,
+        cache_root: Path,
+        outdir: Path,
+        environ: dict[str, str],
+        on_event: Callable[[Event], None] | None,
+    ) -> None:
+        from kiln.wheelhouse.wheelcache import WheelCache
+
+        self.request = request
+        self.cache_root = cache_root
+        self.outdir = outdir
+        self.environ = _with_index_options(environ, request)
+        self.on_event = on_event or (lambda event: None)
+        self.wheel_cache: WheelCache = WheelCache(cache_root)
+        self.place = _new_run_dir(cache_root / WHEELHOUSE_BUCKET)
+        self.outcomes: dict[str, Outcome] = {}
+        self.plan: TreePlan | None = None
+
+    def go(self, executor: Executor | None, started: float) -> WheelhouseResult:
+        from kiln.removal import remove_tree
+        from kiln.wheelhouse.publish import read_manifest
+
+        written = read_manifest(self.outdir)
+        try:
+            plan = self.plan = self._decide()
+            self._take_ready_made(plan)
+            self._build(plan, executor)
+        finally:
+            # Whatever happened, what is complete reaches the wheelhouse.
+            result = self._publish(written, started)
+            remove_tree(self.place)
+        return result
+
+    # -- deciding -------------------------------------------------------------
+
+    def _decide(self) -> TreePlan:
+        from kiln.wheelhouse.settings import load_settings
+        from kiln.wheelhouse.tree import TreePlanner
+
+        settings = load_settings(self.request.settings, self.request.overrides)
+        planner = TreePlanner(
+            self.request,
+            cache_root=self.cache_root,
+            scratch=self.place / "scratch",
+            settings=settings,
+            environ=self.environ,
+        )
+        (self.place / "scratch").mkdir(parents=True, exist_ok=True)
+        return planner.plan(self._interpreters(), pins_dir=self.outdir)
+
+    def _interpreters(self) -> list[Interpreter]:
+        from kiln.interpreters import current_interpreter, find_interpreter
+
+        if not self.request.pythons:
+            return [current_interpreter()]
+        found = [find_interpreter(spec, self.environ) for spec in self.request.pythons]
+        return list({i.key: i for i in found}.values())
+
+    def _take_ready_made(self, plan: TreePlan) -> None:
+        """Outcomes for what needs no build: skipped, from the index, in the wheel cache."""
+        from kiln.wheelhouse.sources import fetch
+
+        for node_id in plan.graph.topological():
+            planned = plan.planned[node_id]
+            provenance = planned.node.provenance
+            if provenance is Provenance.SKIP:
+                self.outcomes[node_id] = Outcome(node_id, Status.SKIPPED, reason="settings")
+            elif provenance in (Provenance.BINARY, Provenance.SEED):
+                assert planned.wheel is not None
+                wheel = fetch(planned.wheel, self.cache_root)
+                self.outcomes[node_id] = Outcome(node_id, Status.BINARY, wheel=wheel)
+            else:
+                assert planned.key is not None
+                hit = self.wheel_cache.lookup(planned.key)
+                if hit is not None:
+                    self.outcomes[node_id] = Outcome(
+                        node_id, Status.CACHED, wheel=hit, key=planned.key
+                    )
+
+    # -- doing ----------------------------------------------------------------
+
+    def _build(self, plan: TreePlan, executor: Executor | None) -> None:
+        from kiln.wheelhouse.executors import LocalPool
+        from kiln.wheelhouse.scheduler import schedule
+
+        wanted = [n for n in plan.graph.topological() if n not in self.outcomes]
+        if not wanted:
+            return
+        deps = {
+            n: [d for d in plan.planned[n].node.build_deps if d in wanted or self._bad(d)]
+            for n in wanted
+        }
+        jobs = self.request.job_count
+        pool = executor if executor is not None else LocalPool(jobs)
+        try:
+            built = schedule(
+                deps,
+                self._job_spec,
+                pool,
+                jobs=jobs,
+                fail_fast=self.request.fail_fast,
+                on_event=self.on_event,
+                finish=self._finish,
+            )
+        finally:
+            if executor is None:
+                pool.close()
+        for node_id, outcome in built.items():
+            previous = self.outcomes.get(node_id)
+            if previous is None or previous.status is not Status.BUILT:
+                self.outcomes[node_id] = outcome
+
+    def _bad(self, node_id: str) -> bool:
+        outcome = self.outcomes.get(node_id)
+        return outcome is not None and outcome.status not in GOOD
+
+    def _job_spec(self, node_id: str) -> JobSpec:
+        from kiln.wheelhouse.jobspecs import job_spec
+
+        assert self.plan is not None
+        planned = self.plan.planned[node_id]
+        return job_spec(
+            planned,
+            request=self.request,
+            place=self.place / "jobs" / _safe(node_id),
+            cache_root=self.cache_root,
+            environ=self.environ,
+            dep_wheels=self._dep_wheels(planned),
+        )
+
+    def _dep_wheels(self, planned: PlannedNode) -> list[Path]:
+        """The wheels of the node's in-tree build dependencies (--build-deps source)."""
+        wheels = []
+        for dep in planned.node.build_deps:
+            outcome = self.outcomes.get(dep)
+            if outcome is not None and outcome.wheel is not None:
+                wheels.append(outcome.wheel)
+        return wheels
+
+    def _finish(self, node_id: str, result: JobResult) -> bool:
+        """Store a finished wheel in the wheel cache at once; True when it is kept."""
+        assert self.plan is not None
+        planned = self.plan.planned[node_id]
+        if not result.ok or result.wheel is None:
+            self.outcomes[node_id] = Outcome(node_id, Status.FAILED, result=result)
+            return False
+        assert planned.key is not None
+        try:
+            stored = self.wheel_cache.store(
+                planned.key, Path(result.wheel), _cache_entry(planned, result)
+            )
+        except KilnError as error:
+            logger.error("%s: %s", node_id, error)
+            return False
+        self.outcomes[node_id] = Outcome(
+            node_id, Status.BUILT, wheel=stored, key=planned.key, result=result
+        )
+        return True
+
+    # -- the wheelhouse ---------------------------------------------------------
+
+    def _publish(self, written: set[str], started: float) -> WheelhouseResult:
+        from kiln.wheelhouse.index import write_index
+        from kiln.wheelhouse.publish import place_wheel, write_manifest
+        from kiln.wheelhouse.report import write_report
+
+        plan = self.plan
+        for outcome in self.outcomes.values():
+            if outcome.wheel is not None and outcome.status in GOOD:
+                outcome.wheel = place_wheel(outcome.wheel, self.outdir, written)
+        write_manifest(self.outdir, written)
+        index = write_index(self.outdir) if written else None
+        result = WheelhouseResult(
+            outdir=self.outdir,
+            outcomes=self.outcomes,
+            cycles=plan.cycles if plan else [],
+            pins_files=plan.pins_files if plan else {},
+            index=index,
+            seconds=time.monotonic() - started,
+        )
+        if plan is not None:
+            result.report = self.request.report_path.absolute()
+            write_report(result.report, _report(self.request, plan, result))
+        return result
+
+
+def _report(request: WheelhouseRequest, plan: TreePlan, result: WheelhouseResult) -> dict[str, Any]:
+    """The JSON report: the run, the graph, and each package's inputs and outcome."""
+    from kiln import __version__
+
+    packages = []
+    for node_id in plan.graph.topological():
+        planned = plan.planned[node_id]
+        node = planned.node
+        outcome = result.outcomes.get(node_id)
+        job = outcome.result if outcome else None
+        packages.append(
+            {
+                "id": node_id,
+                "name": node.pin.name,
+                "version": node.pin.version,
+                "python": planned.interpreter.tag,
+                "kind": node.kind.value,
+                "provenance": node.provenance.value,
+                "status": outcome.status.value if outcome else "not-run",
+                "reason": outcome.reason if outcome else None,
+                "key": planned.key,
+                "inputs": {
+                    "sdist": node.pin.sdist.url if node.pin.sdist else None,
+                    "sdist_sha256": planned.sdist_sha256,
+                    "project": str(node.pin.project_dir) if node.pin.project_dir else None,
+                    "patches": [str(p) for p in planned.patches],
+                    "settings": planned.settings.key_material(),
+                    "build_requires": list(node.build_requires),
+                    "build_env": list(planned.build_pins),
+                },
+                "build_deps": list(node.build_deps),
+                "wheel": outcome.wheel.name if outcome and outcome.wheel else None,
+                "seconds": job.seconds if job else 0.0,
+                "timings": job.timings if job else {},
+                "compiler_cache": job.compiler_cache if job else None,
+                "worker": job.worker if job else None,
+                "error": job.error if job else None,
+                "log": job.log_path if job else None,
+                "kept": job.kept if job else None,
+            }
+        )
+    return {
+        "kiln_version": __version__,
+        "format": 1,
+        "outdir": str(result.outdir),
+        "build_deps": request.build_deps,
+        "jobs": request.job_count,
+        "seconds": round(result.seconds, 3),
+        "ok": result.ok,
+        "counts": {s.value: result.count(s) for s in Status},
+        "cycles": [{"seed": seed, "cycle": cycle} for seed, cycle in result.cycles],
+        "pins": {key: str(path) for key, path in result.pins_files.items()},
+        "packages": packages,
+    }
+
+
+def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
+    return {
+        "node": planned.node.id,
+        "sdist_sha256": planned.sdist_sha256,
+        "build_env": list(planned.build_pins),
+        "seconds": result.seconds,
+    }
+
+
+def _with_index_options(environ: dict[str, str], request: WheelhouseRequest) -> dict[str, str]:
+    """The index options as the variables pip and uv both read, for every subprocess."""
+    environ = dict(environ)
+    if request.index_url:
+        environ["PIP_INDEX_URL"] = environ["UV_INDEX_URL"] = environ["UV_DEFAULT_INDEX"] = (
+            request.index_url
+        )
+    if request.extra_index_urls:
+        environ["PIP_EXTRA_INDEX_URL"] = environ["UV_EXTRA_INDEX_URL"] = " ".join(
+            request.extra_index_urls
+        )
+    if request.find_links:
+        # After the ones the environment names already: pip splits on spaces, uv on commas.
+        pip_links = [*environ.get("PIP_FIND_LINKS", "").split(), *request.find_links]
+        uv_links = [*filter(None, environ.get("UV_FIND_LINKS", "").split(",")), *request.find_links]
+        environ["PIP_FIND_LINKS"] = " ".join(pip_links)
+        environ["UV_FIND_LINKS"] = ",".join(uv_links)
+    if request.no_index:
+        environ["PIP_NO_INDEX"] = environ["UV_NO_INDEX"] = "1"
+    return environ
+
+
+def _new_run_dir(bucket: Path) -> Path:
+    import tempfile
+
+    runs = bucket / "runs"
+    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=runs))
+
+
+def _safe(node_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)

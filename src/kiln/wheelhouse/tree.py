@@ -1,0 +1,324 @@
+"""Deciding what a wheelhouse run builds: inputs to pins, pins to a graph, nodes to keys.
+
+Nothing here builds. :func:`plan_tree` resolves the input for each target
+interpreter, adds the build requirements as nodes when they are built from
+source, breaks build cycles with named seeds, and gives every node the key
+of the wheel it would make; the run then asks the wheel cache, and schedules
+only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.digests import file_sha256
+from kiln.errors import UsageError
+from kiln.interpreters import Interpreter
+from kiln.wheelhouse.graph import Graph
+from kiln.wheelhouse.model import FileRef, Node, NodeKind, Pin, Provenance
+from kiln.wheelhouse.request import WheelhouseRequest
+from kiln.wheelhouse.settings import PackageSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedNode:
+    """A node and what its build needs, decided before anything is built."""
+
+    node: Node
+    interpreter: Interpreter
+    settings: PackageSettings
+    # The sdist archive on disk (hash-checked), for source nodes.
+    sdist: Path | None = None
+    sdist_sha256: str | None = None
+    # Patch files that apply, in order.
+    patches: tuple[Path, ...] = ()
+    # Exact `name==version` pins of the build environment from the index (--build-deps index).
+    build_pins: tuple[str, ...] = ()
+    key: str | None = None
+    # For binary and seed nodes: the wheel taken from the index.
+    wheel: FileRef | None = None
+
+
+@dataclass
+class TreePlan:
+    """The whole run, decided."""
+
+    graph: Graph
+    planned: dict[str, PlannedNode]
+    # (seed node id, the cycle it breaks) for the report.
+    cycles: list[tuple[str, list[str]]] = field(default_factory=list)
+    # The pins file written for each interpreter, so the run can be repeated exactly.
+    pins_files: dict[str, Path] = field(default_factory=dict)
+
+
+class TreePlanner:
+    """Makes the :class:`TreePlan` of a request; holds what the steps share."""
+
+    def __init__(
+        self,
+        request: WheelhouseRequest,
+        *,
+        cache_root: Path,
+        scratch: Path,
+        settings: Settings,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.request = request
+        self.cache_root = cache_root
+        self.scratch = scratch
+        self.settings = settings
+        self.environ = environ
+        self.graph = Graph()
+        self.planned: dict[str, PlannedNode] = {}
+        # Build-requirement sets already resolved, per interpreter.
+        self._build_sets: dict[tuple[str, tuple[str, ...]], list[Pin]] = {}
+
+    def plan(self, interpreters: Sequence[Interpreter], pins_dir: Path) -> TreePlan:
+        from kiln.wheelhouse.inputs import read_inputs
+        from kiln.wheelhouse.resolution import write_pins
+
+        request = self.request
+        inputs = read_inputs(
+            request.requirements, request.requirement_files, projects=request.projects
+        )
+        constraints = (*request.constraints, *inputs.constraints)
+        pins_files: dict[str, Path] = {}
+        for interpreter in interpreters:
+            pins = self._runtime_pins(inputs, interpreter, constraints)
+            path = pins_dir / f"pylock.{interpreter.tag}.toml"
+            write_pins(pins, path)
+            pins_files[interpreter.key] = path
+            for pin in pins:
+                self._add(pin, interpreter, NodeKind.RUNTIME, inputs.hashes)
+        if request.build_deps == "source":
+            self._expand_build_deps(constraints)
+        cycles = self.graph.break_cycles()
+        for seed, cycle in cycles:
+            logger.warning(
+                "build cycle %s: %s is taken as a wheel from the index (a seed)",
+                " -> ".join(cycle),
+                seed,
+            )
+        self._keys(constraints)
+        return TreePlan(self.graph, self.planned, cycles, pins_files)
+
+    # -- pins and nodes -------------------------------------------------------
+
+    def _runtime_pins(
+        self, inputs: object, interpreter: Interpreter, constraints: Sequence[Path]
+    ) -> list[Pin]:
+        from kiln.wheelhouse.inputs import Inputs
+        from kiln.wheelhouse.resolution import resolve
+
+        assert isinstance(inputs, Inputs)
+        pins = list(inputs.locked)
+        requirements = list(inputs.requirements)
+        if requirements:
+            pins += resolve(
+                requirements,
+                interpreter,
+                constraints=constraints,
+                sdists=True,
+                binary=self._binary_names(),
+                environ=self.environ,
+                scratch=self.scratch,
+                ttl=self.request.resolution_ttl,
+            )
+        for project in inputs.projects:
+            pins.append(_project_pin(project))
+        seen: dict[str, Pin] = {}
+        for pin in pins:
+            other = seen.setdefault(pin.name, pin)
+            if other.version != pin.version:
+                raise UsageError(
+                    f"{pin.name} is asked for at two versions, {other.version} and "
+                    f"{pin.version}; one wheelhouse run builds one version per interpreter"
+                )
+        return list(seen.values())
+
+    def _binary_names(self) -> frozenset[str]:
+        return self.request.binary | self.settings.binary_names()
+
+    def _add(
+        self,
+        pin: Pin,
+        interpreter: Interpreter,
+        kind: NodeKind,
+        hashes: Mapping[str, set[str]] | None = None,
+    ) -> PlannedNode:
+        from kiln.wheelhouse.model import node_id
+
+        existing = self.planned.get(node_id(pin.name, pin.version, interpreter.key))
+        if existing is not None:
+            return existing
+        package = self.settings.settings_for(pin.name, pin.version)
+        provenance = Provenance.SOURCE
+        if package.skip:
+            provenance = Provenance.SKIP
+        elif self.request.takes_binary(pin.name) or package.binary:
+            provenance = Provenance.BINARY
+        node = Node(pin=pin, python=interpreter.key, kind=kind, provenance=provenance)
+        planned = PlannedNode(node, interpreter, package, patches=tuple(package.patches))
+        if provenance is Provenance.SOURCE:
+            self._fetch_source(planned, hashes or {})
+        self.graph.add(node)
+        self.planned[node.id] = planned
+        return planned
+
+    def _fetch_source(self, planned: PlannedNode, hashes: Mapping[str, set[str]]) -> None:
+        from kiln.wheelhouse.sources import build_requirements, fetch
+
+        pin = planned.node.pin
+        if pin.project_dir is not None:
+            from kiln.project import read_build_system
+
+            planned.node.build_requires = (
+                *read_build_system(pin.project_dir).requires,
+                *planned.settings.build_requires,
+            )
+            return
+        if pin.sdist is None:
+            raise UsageError(
+                f"{pin.name} {pin.version} has no sdist to build from; "
+                f"take its wheel with --binary {pin.name}"
+            )
+        sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name))
+        planned.sdist = sdist
+        planned.sdist_sha256 = file_sha256(sdist)
+        planned.node.build_requires = (
+            *build_requirements(sdist),
+            *planned.settings.build_requires,
+        )
+
+    def _expand_build_deps(self, constraints: Sequence[Path]) -> None:
+        """Add each source node's build requirements as nodes, built before it."""
+        pending = [p for p in self.planned.values() if p.node.provenance is Provenance.SOURCE]
+        while pending:
+            planned = pending.pop()
+            node = planned.node
+            if not node.build_requires:
+                continue
+            pins = self._resolve_build_set(
+                node.build_requires, planned.interpreter, constraints, sdists=True
+            )
+            deps = []
+            for pin in pins:
+                before = len(self.planned)
+                dep = self._add(pin, planned.interpreter, NodeKind.BUILD)
+                deps.append(dep.node.id)
+                if len(self.planned) > before and dep.node.provenance is Provenance.SOURCE:
+                    pending.append(dep)
+            node.build_deps = tuple(d for d in deps if d != node.id)
+            self.graph.set_build_deps(node.id, node.build_deps)
+
+    def _resolve_build_set(
+        self,
+        requirements: Sequence[str],
+        interpreter: Interpreter,
+        constraints: Sequence[Path],
+        *,
+        sdists: bool,
+    ) -> list[Pin]:
+        from kiln.wheelhouse.resolution import resolve
+
+        wanted = tuple(sorted(set(requirements)))
+        memo = (interpreter.key, (str(sdists), *wanted))
+        if memo not in self._build_sets:
+            self._build_sets[memo] = resolve(
+                list(wanted),
+                interpreter,
+                constraints=constraints,
+                sdists=sdists,
+                binary=self._binary_names(),
+                environ=self.environ,
+                scratch=self.scratch,
+                ttl=self.request.resolution_ttl,
+            )
+        return self._build_sets[memo]
+
+    # -- keys -----------------------------------------------------------------
+
+    def _keys(self, constraints: Sequence[Path]) -> None:
+        """Every node's wheel key, dependencies first (a key covers its deps' keys)."""
+        from kiln.wheelhouse.keys import wheel_key
+
+        for node_id in self.graph.topological():
+            planned = self.planned[node_id]
+            node = planned.node
+            if node.provenance in (Provenance.BINARY, Provenance.SEED):
+                planned.wheel = self._binary_wheel(planned, constraints)
+                continue
+            if node.provenance is Provenance.SKIP:
+                continue
+            if self.request.build_deps == "source":
+                build_env = [
+                    f"{dep}:{self.planned[dep].key or self._wheel_sha(dep)}"
+                    for dep in node.build_deps
+                ]
+            else:
+                pins = self._resolve_build_set(
+                    node.build_requires, planned.interpreter, constraints, sdists=False
+                )
+                planned.build_pins = tuple(f"{p.name}=={p.version}" for p in pins)
+                build_env = list(planned.build_pins)
+            patches = [p.read_bytes() for p in planned.patches]
+            source_hash = planned.sdist_sha256 or _project_hash(node.pin)
+            planned.key = wheel_key(
+                sdist_sha256=source_hash,
+                patches=patches,
+                settings=planned.settings.key_material(),
+                build_env=build_env,
+                interpreter=planned.interpreter.key,
+                platform=planned.interpreter.platform,
+            )
+
+    def _wheel_sha(self, node_id: str) -> str:
+        wheel = self.planned[node_id].wheel
+        return (wheel.sha256 or wheel.url) if wheel is not None else "none"
+
+    def _binary_wheel(self, planned: PlannedNode, constraints: Sequence[Path]) -> FileRef:
+        """The index's wheel for a binary or seed node, for its interpreter."""
+        pin = planned.node.pin
+        wheels = list(pin.wheels)
+        if not wheels:
+            pins = self._resolve_build_set(
+                [f"{pin.name}=={pin.version}"], planned.interpreter, constraints, sdists=False
+            )
+            wheels = [w for p in pins if p.name == pin.name for w in p.wheels]
+        if not wheels:
+            raise UsageError(
+                f"{pin.name} {pin.version} has no wheel on the index for "
+                f"{planned.interpreter.tag}, so it cannot be taken as a binary"
+            )
+        return wheels[0]
+
+
+def _project_pin(project: Path) -> Pin:
+    """A project directory as a pin: its name and version from [project], or from
+    the backend's metadata when they are dynamic."""
+    from packaging.utils import canonicalize_name
+
+    from kiln.project import load_pyproject
+
+    table = load_pyproject(project).get("project", {})
+    name, version = table.get("name"), table.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        import kiln
+
+        metadata = kiln.get_metadata(project)
+        name, version = str(metadata["name"]), str(metadata["version"])
+    return Pin(name=canonicalize_name(name), version=version, project_dir=project.absolute())
+
+
+def _project_hash(pin: Pin) -> str:
+    """A project directory's key material: its files' names, sizes and times."""
+    from kiln.constraints import local_input
+    from kiln.fingerprint import checksum
+
+    assert pin.project_dir is not None
+    return checksum(local_input(str(pin.project_dir)))
