@@ -160,3 +160,43 @@ def test_a_second_resolution_with_nothing_changed_does_not_run_uv(
     monkeypatch.setenv("UV_PRERELEASE", "allow")
     with pytest.raises(EnvironmentSetupError, match="no-uv"):
         run_resolve(tmp_path, ["leaf"], cache_dir=tmp_path / "cache", uv=missing_uv)
+
+
+def test_projects_are_pinned_to_their_directories_with_their_dependencies(
+    tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln.wheelhouse.inputs import read_inputs
+
+    monkeypatch.setenv("UV_FIND_LINKS", f"{wheelhouse},{wheelhouse / 'sdists'}")
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "static.py").write_text("")
+    (static / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["flit_core>=3.2"]\nbuild-backend = "flit_core.buildapi"\n'
+        '[project]\nname = "static"\nversion = "1.5"\ndescription = "x"\n'
+        'dependencies = ["six", "dynamic"]\n'
+    )
+    dynamic = tmp_path / "dynamic"
+    dynamic.mkdir()
+    (dynamic / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "dynamic"\nversion = "2.0"\ndynamic = ["dependencies"]\n'
+    )
+    # Dependencies only the backend knows: uv asks it.
+    (dynamic / "setup.py").write_text(
+        "from setuptools import setup\nsetup(install_requires=['tomli'])\n"
+    )
+    inputs = read_inputs([str(static), str(dynamic)])
+    pins = resolve(
+        inputs.requirements,
+        PYTHON,
+        sdists=True,
+        environ=dict(os.environ),
+        scratch=tmp_path / "scratch",
+    )
+    by_name = {pin.name: pin for pin in pins}
+    assert sorted(by_name) == ["dynamic", "six", "static", "tomli"]
+    assert by_name["static"].project_dir == static
+    assert by_name["static"].version == "1.5"
+    assert by_name["dynamic"].project_dir == dynamic
+    assert by_name["tomli"].sdist is not None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.errors import ConfigError, UsageError
+from kiln.errors import UsageError
 from kiln.wheelhouse.inputs import read_inputs
 from kiln.wheelhouse.model import FileRef
 
@@ -97,24 +97,20 @@ def test_a_missing_included_file_names_its_includer(tmp_path: Path) -> None:
 
 def test_positionals_are_requirements_locks_or_projects(tmp_path: Path) -> None:
     project = tmp_path / "proj"
-    write(
-        project / "pyproject.toml",
-        '[project]\nname = "proj"\nversion = "1"\ndependencies = ["six>=1", "attrs"]\n',
-    )
+    write(project / "pyproject.toml", '[project]\nname = "proj"\ndynamic = ["version"]\n')
+    legacy = write(tmp_path / "legacy" / "setup.py", "").parent
     lock = write(tmp_path / "pylock.toml", 'lock-version = "1.0"\n')
-    inputs = read_inputs(["tomli", str(project), str(lock)])
-    assert inputs.requirements == ["tomli", "six>=1", "attrs"]
-    assert inputs.projects == [project.resolve()]
+    inputs = read_inputs(["tomli", str(project), str(lock), str(legacy)])
+    # Projects are resolved as direct references: the resolver reads their dependencies.
+    assert inputs.requirements == ["tomli", f"proj @ {project.as_uri()}", str(legacy)]
+    assert inputs.projects == [project.resolve(), legacy.resolve()]
     assert inputs.locked == []
 
 
-def test_a_project_with_dynamic_dependencies_is_refused(tmp_path: Path) -> None:
-    write(
-        tmp_path / "proj" / "pyproject.toml",
-        '[project]\nname = "proj"\nversion = "1"\ndynamic = ["dependencies"]\n',
-    )
-    with pytest.raises(ConfigError, match=r"proj/pyproject.toml: \[project\] dependencies are"):
-        read_inputs(projects=[tmp_path / "proj"])
+def test_a_directory_that_is_not_a_project_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"empty has no pyproject.toml, setup.py or setup.cfg"):
+        read_inputs([str(tmp_path / "empty")])
 
 
 def test_an_invalid_positional_requirement_is_refused() -> None:

@@ -4,8 +4,9 @@
 :class:`Inputs`: requirement strings for the resolver, constraints files (handed
 to the resolver as they are), the ``--hash`` values the sdists must match, pins
 read from PEP 751 lock files (``pylock.toml``: nothing left to resolve) and
-project directories (their static ``[project]`` dependencies are requirements;
-the project itself is built from its directory).
+project directories (each a requirement on its directory, ``name @ file:///dir``:
+the resolver reads its dependencies, and pins it with its directory, from which
+the run builds it).
 
 Requirement files are read the way pip reads them, for the features people use:
 comments, line continuations, markers, ``-r``/``-c`` (relative to the including
@@ -37,6 +38,7 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 # PEP 751: pylock.toml or pylock.<name>.toml.
 _LOCK_NAME = re.compile(r"^pylock\.([^.]+\.)?toml$")
 _HASH = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+_PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 _INCLUDES = {"-r": "-r", "--requirement": "-r", "-c": "-c", "--constraint": "-c"}
 
 
@@ -52,7 +54,7 @@ class Inputs:
     hashes: dict[str, set[str]] = field(default_factory=dict)
     # Pins read from lock files, for every interpreter: see locked_for().
     locked: list[Pin] = field(default_factory=list)
-    # Project directories to build (their dependencies are in requirements).
+    # Project directories to build (each is in requirements too, as a direct reference).
     projects: list[Path] = field(default_factory=list)
     # Pin id -> the PEP 508 marker a lock file gave the package.
     locked_markers: dict[str, str] = field(default_factory=dict)
@@ -84,7 +86,9 @@ def read_inputs(
     inputs = Inputs()
     for text in requirements:
         path = Path(text).expanduser()
-        if _looks_like_path(text) and path.is_dir():
+        if path.is_dir() and (
+            _looks_like_path(text) or any((path / name).is_file() for name in _PROJECT_FILES)
+        ):
             _add_project(inputs, path)
         elif _LOCK_NAME.match(path.name) and path.is_file():
             _read_lock(inputs, path)
@@ -240,31 +244,34 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _add_project(inputs: Inputs, path: Path) -> None:
+    """The project becomes a requirement on its directory: the resolver reads its
+    dependencies (asking the backend when they are dynamic) and pins it with
+    ``directory``, which tells the run to build it from there."""
     from kiln.project import load_pyproject
 
     directory = path.resolve()
     if not directory.is_dir():
         raise UsageError(f"project directory {path} does not exist")
-    pyproject = directory / "pyproject.toml"
+    if not any((directory / name).is_file() for name in _PROJECT_FILES):
+        raise UsageError(f"{path} has no pyproject.toml, setup.py or setup.cfg: not a project")
     project = load_pyproject(directory).get("project")
-    if not isinstance(project, dict):
-        raise ConfigError(
-            f"{pyproject}: has no [project] table, so its dependencies are not known "
-            "statically; list them as requirements and build the project with kiln"
-        )
-    if "dependencies" in project.get("dynamic", ()):
-        raise ConfigError(
-            f"{pyproject}: [project] dependencies are dynamic; kiln wheelhouse reads "
-            "static dependencies only: list them as requirements"
-        )
-    dependencies = project.get("dependencies", [])
-    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
-        raise ConfigError(f"{pyproject}: project.dependencies must be a list of strings")
-    for dependency in dependencies:
-        inputs.requirements.append(
-            _checked_requirement(dependency, f"{pyproject}: project.dependencies")
-        )
+    name = project.get("name") if isinstance(project, dict) else None
+    # A name lets the requirement be PEP 508; without one uv takes the bare path.
+    requirement = f"{name} @ {directory.as_uri()}" if isinstance(name, str) else str(directory)
+    inputs.requirements.append(requirement)
     inputs.projects.append(directory)
+
+
+def project_version(directory: Path) -> str:
+    """A project's static ``[project].version``, else "0" (known once it is built)."""
+    from kiln.project import load_pyproject
+
+    try:
+        project = load_pyproject(directory).get("project")
+    except ConfigError:
+        return "0"
+    version = project.get("version") if isinstance(project, dict) else None
+    return version if isinstance(version, str) else "0"
 
 
 # --- PEP 751 lock files -----------------------------------------------------------------
@@ -310,7 +317,7 @@ def _read_lock(inputs: Inputs, path: Path) -> None:
         if not isinstance(version, str):
             if project_dir is None:
                 raise UsageError(f"{where} has no version")
-            version = "0"
+            version = project_version(project_dir)
         sdist = package.get("sdist")
         pin = Pin(
             name=name,

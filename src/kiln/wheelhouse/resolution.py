@@ -12,7 +12,9 @@ all is an error naming it and ``--binary NAME``.
 A resolution is kept under the kiln cache (``resolutions-v1/``), keyed on
 everything that decides it (the requirements, the constraints' content, the
 interpreter, the index configuration in the environment), for a day by default,
-so that a second run with nothing changed does not run uv at all.
+so that a second run with nothing changed does not run uv at all. A local
+project or archive a requirement names is keyed by its files' names, sizes and
+times (kiln.constraints.local_input), as cached environments are.
 """
 
 from __future__ import annotations
@@ -125,11 +127,7 @@ def resolve(
     source.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
     output = scratch / "pylock.toml"
     compile_ = _Compiler(uv, interpreter, source, output, constraints, environ, scratch)
-    no_binary: set[str] = set()
-    if sdists:
-        from packaging.requirements import Requirement
-
-        no_binary = {str(canonicalize_name(Requirement(r).name)) for r in requirements} - binary
+    no_binary = _names(requirements) - binary if sdists else set()
     pins = compile_(no_binary)
     for _ in range(_MAX_ROUNDS):
         if not sdists:
@@ -148,6 +146,20 @@ def resolve(
     return pins
 
 
+def _names(requirements: Sequence[str]) -> set[str]:
+    """The canonical names of the requirements that name one (a bare path does not)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for line in requirements:
+        try:
+            names.add(str(canonicalize_name(Requirement(line).name)))
+        except InvalidRequirement:
+            continue
+    return names
+
+
 def resolution_key(
     requirements: Sequence[str],
     interpreter: Interpreter,
@@ -157,13 +169,16 @@ def resolution_key(
     environ: Mapping[str, str],
 ) -> str:
     """A digest of everything that decides a resolution."""
-    from kiln.constraints import constraint_inputs
+    from kiln.constraints import constraint_inputs, local_input, local_target
 
-    contents, _ = constraint_inputs(constraints)
+    contents, local = constraint_inputs(constraints)
+    # Project directories and local archives: a changed one resolves again.
+    local += [target for line in requirements if (target := local_target(line)) is not None]
     data = {
         "format": _FORMAT,
         "requirements": list(requirements),
         "constraints": [hashlib.sha256(content).hexdigest() for content in contents],
+        "local": [hashlib.sha256(local_input(target)).hexdigest() for target in local],
         "interpreter": interpreter.key,
         "sdists": sdists,
         "binary": sorted(binary),
@@ -302,7 +317,8 @@ def write_pins(pins: Sequence[Pin], path: Path, *, requires_python: str | None =
         lines.append(f"requires-python = {_string(requires_python)}")
     for pin in sorted(pins, key=lambda p: (p.name, p.version)):
         lines += ["", "[[packages]]", f"name = {_string(pin.name)}"]
-        lines.append(f"version = {_string(pin.version)}")
+        if pin.project_dir is None or pin.version != "0":  # "0": not known statically
+            lines.append(f"version = {_string(pin.version)}")
         if pin.project_dir is not None:
             lines.append(f"directory = {{ path = {_string(str(pin.project_dir))} }}")
         if pin.sdist is not None:
