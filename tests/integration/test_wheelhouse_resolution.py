@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import EnvironmentSetupError
+from kiln.wheelhouse.model import Pin
 from kiln.wheelhouse.resolution import NoSdistError, resolve
 from kiln.wheelhouse.sources import build_requirements, fetch
 
@@ -200,3 +201,27 @@ def test_projects_are_pinned_to_their_directories_with_their_dependencies(
     assert by_name["static"].version == "1.5"
     assert by_name["dynamic"].project_dir == dynamic
     assert by_name["tomli"].sdist is not None
+
+
+def test_a_local_archive_keeps_its_absolute_place_in_a_kept_resolution(
+    tmp_path: Path, links: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_sdist(tmp_path, "local", "3.0")
+    monkeypatch.chdir(tmp_path)
+
+    def pins(uv: str | None = None) -> list[Pin]:
+        return resolve(
+            ["./local-3.0.tar.gz"],
+            PYTHON,
+            sdists=True,
+            environ=dict(os.environ),
+            scratch=tmp_path / "scratch",
+            cache_dir=tmp_path / "cache",
+            uv=uv,
+        )
+
+    [pin] = pins()
+    assert pin.sdist is not None
+    assert pin.sdist.url == (tmp_path / "local-3.0.tar.gz").as_uri()
+    # Kept with the absolute place, not uv's path relative to its scratch lock.
+    assert pins(uv=str(tmp_path / "no-uv")) == [pin]

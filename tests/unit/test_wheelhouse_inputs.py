@@ -189,3 +189,28 @@ def test_a_bad_lock_is_a_usage_error_naming_it(tmp_path: Path, text: str, messag
     with pytest.raises(UsageError, match=message) as caught:
         read_inputs([str(lock)])
     assert str(lock) in str(caught.value)
+
+
+def test_a_locked_archive_is_an_sdist_or_a_wheel_by_its_name(tmp_path: Path) -> None:
+    lock = write(
+        tmp_path / "lock" / "pylock.toml",
+        'lock-version = "1.0"\n'
+        '[[packages]]\nname = "six"\nversion = "1.17.0"\n'
+        'archive = { path = "../six-1.17.0.tar.gz" }\n'
+        '[[packages]]\nname = "w"\nversion = "1"\n'
+        'archive = { url = "https://e.org/w-1-py3-none-any.whl" }\n',
+    )
+    six, wheel = read_inputs(requirement_files=[lock]).locked
+    assert six.sdist == FileRef((tmp_path / "six-1.17.0.tar.gz").as_uri(), "six-1.17.0.tar.gz")
+    assert wheel.sdist is None
+    assert wheel.wheels == (FileRef("https://e.org/w-1-py3-none-any.whl", "w-1-py3-none-any.whl"),)
+
+
+def test_a_locked_vcs_package_is_refused(tmp_path: Path) -> None:
+    lock = write(
+        tmp_path / "pylock.toml",
+        'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "1"\n'
+        'vcs = { type = "git", url = "https://e.org/x.git", commit-id = "abc" }\n',
+    )
+    with pytest.raises(UsageError, match=r"package x comes from version control"):
+        read_inputs(requirement_files=[lock])

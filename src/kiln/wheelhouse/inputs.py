@@ -318,14 +318,23 @@ def _read_lock(inputs: Inputs, path: Path) -> None:
             if project_dir is None:
                 raise UsageError(f"{where} has no version")
             version = project_version(project_dir)
+        if "vcs" in package:
+            raise UsageError(f"{where} comes from version control, which kiln cannot build yet")
         sdist = package.get("sdist")
+        wheels = list(package.get("wheels", []))
+        archive = package.get("archive")
+        if archive is not None:
+            # A direct reference to an archive: an sdist or a wheel, by its name.
+            ref = _file_ref(archive, base, where + " archive")
+            if ref.filename.endswith(".whl"):
+                wheels.append(archive)
+            elif sdist is None:
+                sdist = archive
         pin = Pin(
             name=name,
             version=version,
             sdist=_file_ref(sdist, base, where + " sdist") if sdist is not None else None,
-            wheels=tuple(
-                _file_ref(wheel, base, where + " wheel") for wheel in package.get("wheels", [])
-            ),
+            wheels=tuple(_file_ref(wheel, base, where + " wheel") for wheel in wheels),
             project_dir=project_dir,
         )
         if pin.sdist is None and not pin.wheels and pin.project_dir is None:

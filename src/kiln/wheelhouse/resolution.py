@@ -142,7 +142,8 @@ def resolve(
             f"resolving for {interpreter.path} did not settle after {_MAX_ROUNDS} rounds"
         )
     if stored is not None:
-        _store(output, stored)
+        # Written anew, not copied: uv's paths are relative to where it wrote its lock.
+        _store(pins, stored)
     return pins
 
 
@@ -215,15 +216,12 @@ def _fresh(path: Path, ttl: float) -> bool:
         return False
 
 
-def _store(lock: Path, stored: Path) -> None:
-    """Keep ``lock`` at ``stored``, whole or not at all."""
-    stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = stored.with_name(f"{stored.name}.{os.getpid()}.partial")
+def _store(pins: Sequence[Pin], stored: Path) -> None:
+    """Keep ``pins`` at ``stored``, whole or not at all."""
     try:
-        partial.write_bytes(lock.read_bytes())
-        partial.replace(stored)
+        stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_pins(pins, stored, private=True)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         logger.warning("could not keep the resolution in %s: %s", stored, error)
 
 
@@ -306,11 +304,14 @@ def read_lock_pins(path: Path) -> list[Pin]:
     return read_lock(path)
 
 
-def write_pins(pins: Sequence[Pin], path: Path, *, requires_python: str | None = None) -> Path:
-    """Write ``pins`` as a PEP 751 lock (``path`` must be named ``pylock.toml`` or
+def write_pins(
+    pins: Sequence[Pin], path: Path, *, requires_python: str | None = None, private: bool = False
+) -> Path:
+    """Write ``pins`` as a PEP 751 lock (name it ``pylock.toml`` or
     ``pylock.<name>.toml``), so that ``kiln wheelhouse -r PATH`` repeats the run.
 
-    Replaced whole in one rename; returns ``path``.
+    Replaced whole in one rename; ``private``: readable by the owner alone (in the
+    cache). Returns ``path``.
     """
     lines = ['lock-version = "1.0"', 'created-by = "kiln"']
     if requires_python:
@@ -327,8 +328,10 @@ def write_pins(pins: Sequence[Pin], path: Path, *, requires_python: str | None =
             wheels = ", ".join(_file_table(wheel) for wheel in pin.wheels)
             lines.append(f"wheels = [{wheels}]")
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    mode = 0o600 if private else 0o666  # 0o666: the umask decides, as for any new file
     try:
-        partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as out:
+            out.write("\n".join(lines) + "\n")
         partial.replace(path)
     except OSError:
         partial.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import sys
 import tarfile
 import zipfile
@@ -62,7 +63,8 @@ def fetch(ref: FileRef, cache: Path, *, allowed: Collection[str] = ()) -> Path:
         if kept.is_file():
             return kept
     bucket.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = bucket / f".{_safe_name(ref.filename)}.{os.getpid()}.partial"
+    # Named after this process and a random part: concurrent fetches never share one.
+    partial = bucket / f".{_safe_name(ref.filename)}.{os.getpid()}.{secrets.token_hex(4)}.partial"
     try:
         digest = _download(ref, partial)
         if ref.sha256 is not None and digest != ref.sha256.lower():
