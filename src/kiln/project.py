@@ -90,7 +90,7 @@ def read_build_system(source_dir: Path) -> BuildSystem:
     if "requires" not in table:
         # PEP 518 makes the key mandatory; pip and build refuse too.
         raise ConfigError(f"{pyproject}: [build-system] has no 'requires' key")
-    requires = _validate_requires(pyproject, table["requires"])
+    requires = validate_requires(pyproject, table["requires"])
 
     backend = table.get("build-backend")
     if backend is None:
@@ -146,7 +146,7 @@ def _warn_about_unknown_keys(pyproject: Path, table: dict[str, Any]) -> None:
             logger.debug("%s: ignoring unknown [build-system] key '%s'", pyproject, key)
 
 
-def _validate_requires(pyproject: Path, requires: object) -> tuple[str, ...]:
+def validate_requires(pyproject: Path, requires: object) -> tuple[str, ...]:
     from packaging.requirements import InvalidRequirement, Requirement
 
     if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):

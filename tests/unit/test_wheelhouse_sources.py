@@ -1,0 +1,114 @@
+"""kiln.wheelhouse.sources: fetching into the cache, hash checks, build requirements."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kiln.errors import ConfigError
+from kiln.wheelhouse.model import FileRef
+from kiln.wheelhouse.sources import SDISTS, HashMismatchError, build_requirements, fetch
+
+
+def sdist_file(tmp_path: Path, name: str = "pkg-1.0.tar.gz", content: bytes = b"x") -> FileRef:
+    path = tmp_path / "index" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return FileRef(path.as_uri(), name, hashlib.sha256(content).hexdigest())
+
+
+def test_fetch_keeps_the_file_by_its_hash(tmp_path: Path) -> None:
+    ref = sdist_file(tmp_path, content=b"the sdist")
+    kept = fetch(ref, tmp_path / "cache")
+    assert kept == tmp_path / "cache" / SDISTS / str(ref.sha256) / "pkg-1.0.tar.gz"
+    assert kept.read_bytes() == b"the sdist"
+    # A second fetch is served from the cache: the original is not read again.
+    Path(tmp_path / "index" / "pkg-1.0.tar.gz").unlink()
+    assert fetch(ref, tmp_path / "cache") == kept
+
+
+def test_fetch_without_a_known_hash_files_it_under_its_digest(tmp_path: Path) -> None:
+    ref = sdist_file(tmp_path, content=b"abc")
+    kept = fetch(FileRef(ref.url, ref.filename), tmp_path / "cache")
+    assert kept.parent.name == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_hash_mismatch_names_the_file_and_both_hashes_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    ref = sdist_file(tmp_path, content=b"tampered")
+    promised = "0" * 64
+    with pytest.raises(HashMismatchError) as caught:
+        fetch(FileRef(ref.url, ref.filename, promised), tmp_path / "cache")
+    message = str(caught.value)
+    assert "pkg-1.0.tar.gz" in message
+    assert promised in message
+    assert str(ref.sha256) in message
+    bucket = tmp_path / "cache" / SDISTS
+    assert [p for p in bucket.rglob("*") if p.is_file()] == []
+
+
+def test_the_inputs_hashes_are_checked_too(tmp_path: Path) -> None:
+    ref = sdist_file(tmp_path, content=b"abc")
+    with pytest.raises(HashMismatchError, match=r"not among the --hash values"):
+        fetch(FileRef(ref.url, ref.filename), tmp_path / "cache", allowed={"1" * 64})
+    assert fetch(ref, tmp_path / "cache", allowed={str(ref.sha256).upper()}).is_file()
+
+
+def make_tar(path: Path, files: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_build_requirements_come_from_the_sdists_pyproject(tmp_path: Path) -> None:
+    sdist = make_tar(
+        tmp_path / "pkg-1.0.tar.gz",
+        {
+            "pkg-1.0/PKG-INFO": "Metadata-Version: 2.1\n",
+            # Not the top-level one: ignored.
+            "pkg-1.0/sub/pyproject.toml": '[build-system]\nrequires = ["nope"]\n',
+            "pkg-1.0/pyproject.toml": '[build-system]\nrequires = ["hatchling>=1", "hatch-vcs"]\n',
+        },
+    )
+    assert build_requirements(sdist) == ["hatchling>=1", "hatch-vcs"]
+
+
+def test_an_sdist_without_a_build_system_gets_setuptools(tmp_path: Path) -> None:
+    plain = make_tar(tmp_path / "a-1.tar.gz", {"a-1/setup.py": ""})
+    tool_only = make_tar(tmp_path / "b-1.tar.gz", {"b-1/pyproject.toml": "[tool.x]\n"})
+    assert build_requirements(plain) == ["setuptools>=40.8.0"]
+    assert build_requirements(tool_only) == ["setuptools>=40.8.0"]
+
+
+def test_build_requirements_from_a_zip_sdist(tmp_path: Path) -> None:
+    sdist = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(sdist, "w") as archive:
+        archive.writestr("pkg-1.0/pyproject.toml", '[build-system]\nrequires = ["flit_core"]\n')
+    assert build_requirements(sdist) == ["flit_core"]
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "message"),
+    [
+        ('[build-system]\nrequires = ["ok", "bad >>= 1"]\n', r"invalid requirement 'bad >>= 1'"),
+        ("[build-system]\nbuild-backend = 'x'\n", r"has no 'requires' key"),
+        ("[build-system\n", r"invalid TOML"),
+    ],
+)
+def test_bad_build_requirements_name_the_sdist(
+    tmp_path: Path, pyproject: str, message: str
+) -> None:
+    sdist = make_tar(tmp_path / "pkg-1.0.tar.gz", {"pkg-1.0/pyproject.toml": pyproject})
+    with pytest.raises(ConfigError, match=message) as caught:
+        build_requirements(sdist)
+    assert "pkg-1.0.tar.gz/pyproject.toml" in str(caught.value)
