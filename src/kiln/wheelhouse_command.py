@@ -34,8 +34,9 @@ EPILOG = """\
 exit codes:
   0    every package was built (or taken from the cache or the index)
   1    a package failed to build, or was blocked by one that did
-  2    bad usage, a bad requirements, settings or patch file
-  3    the tree could not be resolved, or an environment could not be set up
+  2    bad usage; a bad requirements, lock, settings or patch file; input that
+       cannot be resolved (no version fits, or a package has no sdist)
+  3    an sdist could not be fetched, or a build environment could not be set up
   130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP; finished wheels are
        kept in the cache and the next run resumes
 
@@ -159,23 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 def request_from_args(args: argparse.Namespace) -> WheelhouseRequest:
     from kiln.wheelhouse.request import WheelhouseRequest, binary_names
 
-    requirements: list[str] = []
-    files: list[Path] = list(args.requirement_files)
-    projects: list[Path] = []
-    for value in args.inputs:
-        path = Path(value)
-        if path.is_dir():
-            projects.append(path.absolute())
-        elif path.name == "pylock.toml" or (
-            path.name.startswith("pylock.") and path.suffix == ".toml"
-        ):
-            files.append(path)
-        else:
-            requirements.append(value)
     request = WheelhouseRequest(
-        requirements=tuple(requirements),
-        requirement_files=tuple(f.absolute() for f in files),
-        projects=tuple(projects),
+        # read_inputs tells requirements, project directories and lock files apart.
+        requirements=tuple(args.inputs),
+        requirement_files=tuple(f.absolute() for f in args.requirement_files),
         constraints=tuple(c.absolute() for c in args.constraints),
         outdir=args.outdir.absolute(),
         cache_dir=args.cache_dir,

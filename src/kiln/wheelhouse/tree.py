@@ -18,6 +18,7 @@ from kiln.digests import file_sha256
 from kiln.errors import UsageError
 from kiln.interpreters import Interpreter
 from kiln.wheelhouse.graph import Graph
+from kiln.wheelhouse.inputs import Inputs
 from kiln.wheelhouse.model import FileRef, Node, NodeKind, Pin, Provenance
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.settings import PackageSettings, Settings
@@ -110,27 +111,23 @@ class TreePlanner:
     # -- pins and nodes -------------------------------------------------------
 
     def _runtime_pins(
-        self, inputs: object, interpreter: Interpreter, constraints: Sequence[Path]
+        self, inputs: Inputs, interpreter: Interpreter, constraints: Sequence[Path]
     ) -> list[Pin]:
-        from kiln.wheelhouse.inputs import Inputs
         from kiln.wheelhouse.resolution import resolve
 
-        assert isinstance(inputs, Inputs)
-        pins = list(inputs.locked)
-        requirements = list(inputs.requirements)
-        if requirements:
+        pins = inputs.locked_for(interpreter.markers)
+        if inputs.requirements:
             pins += resolve(
-                requirements,
+                inputs.requirements,
                 interpreter,
                 constraints=constraints,
                 sdists=True,
                 binary=self._binary_names(),
                 environ=self.environ,
                 scratch=self.scratch,
-                ttl=self.request.resolution_ttl,
+                cache_dir=self.cache_root,
+                ttl=self._ttl,
             )
-        for project in inputs.projects:
-            pins.append(_project_pin(project))
         seen: dict[str, Pin] = {}
         for pin in pins:
             other = seen.setdefault(pin.name, pin)
@@ -140,6 +137,13 @@ class TreePlanner:
                     f"{pin.version}; one wheelhouse run builds one version per interpreter"
                 )
         return list(seen.values())
+
+    @property
+    def _ttl(self) -> float:
+        from kiln.wheelhouse.resolution import DEFAULT_TTL
+
+        ttl = self.request.resolution_ttl
+        return DEFAULT_TTL if ttl is None else ttl
 
     def _binary_names(self) -> frozenset[str]:
         return self.request.binary | self.settings.binary_names()
@@ -187,7 +191,7 @@ class TreePlanner:
                 f"{pin.name} {pin.version} has no sdist to build from; "
                 f"take its wheel with --binary {pin.name}"
             )
-        sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name))
+        sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name, ()))
         planned.sdist = sdist
         planned.sdist_sha256 = file_sha256(sdist)
         planned.node.build_requires = (
@@ -237,7 +241,8 @@ class TreePlanner:
                 binary=self._binary_names(),
                 environ=self.environ,
                 scratch=self.scratch,
-                ttl=self.request.resolution_ttl,
+                cache_dir=self.cache_root,
+                ttl=self._ttl,
             )
         return self._build_sets[memo]
 
@@ -296,23 +301,6 @@ class TreePlanner:
                 f"{planned.interpreter.tag}, so it cannot be taken as a binary"
             )
         return wheels[0]
-
-
-def _project_pin(project: Path) -> Pin:
-    """A project directory as a pin: its name and version from [project], or from
-    the backend's metadata when they are dynamic."""
-    from packaging.utils import canonicalize_name
-
-    from kiln.project import load_pyproject
-
-    table = load_pyproject(project).get("project", {})
-    name, version = table.get("name"), table.get("version")
-    if not isinstance(name, str) or not isinstance(version, str):
-        import kiln
-
-        metadata = kiln.get_metadata(project)
-        name, version = str(metadata["name"]), str(metadata["version"])
-    return Pin(name=canonicalize_name(name), version=version, project_dir=project.absolute())
 
 
 def _project_hash(pin: Pin) -> str:
