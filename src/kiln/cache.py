@@ -372,6 +372,8 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
         if text is not None and _is_kiln_tag_text(text):
             return True
         entries = [entry.name for entry in root.iterdir()]
+        if text is None and TAG_NAME in entries and _read_tag(tag) is not None:
+            continue  # another run linked its tag (and made buckets) since the read
         if all(_PARTIAL_TAG.fullmatch(name) for name in entries):
             # Empty, or other runs are writing their tags: the first link wins.
             if not claim:

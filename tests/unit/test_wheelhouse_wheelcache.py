@@ -172,3 +172,23 @@ def test_a_linked_bucket_is_refused(tmp_path: Path) -> None:
     (root / WHEELS).symlink_to(tmp_path / "elsewhere")
     with pytest.raises(UsageError, match="symbolic link"):
         WheelCache(root)
+
+
+def test_kiln_cache_commands_accept_the_wheelhouse_buckets(tmp_path: Path) -> None:
+    from tests.helpers import run_kiln
+
+    root = tmp_path / "cache"
+    WheelCache(root).store(KEY, a_wheel(tmp_path), {})
+    stale = root / WHEELS / f"{OTHER}.1.partial"
+    stale.mkdir()
+    then = time.time() - 3600
+    os.utime(stale, (then, then))
+    info = run_kiln("cache", "info", "--cache-dir", str(root))
+    assert info.returncode == 0 and "wheels-v1" in info.stdout
+    pruned = run_kiln("cache", "prune", "--cache-dir", str(root))
+    assert pruned.returncode == 0, pruned.stderr
+    assert "1 half-written cache entr(ies)" in pruned.stdout and not stale.exists()
+    assert WheelCache(root).lookup(KEY) is not None
+    cleaned = run_kiln("cache", "clean", "--cache-dir", str(root))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert WheelCache(root).lookup(KEY) is None
