@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from kiln.wheelhouse.index import write_index
 
@@ -59,3 +62,29 @@ def test_rewriting_drops_projects_that_left_and_leaves_no_partials(tmp_path: Pat
 def test_an_empty_wheelhouse_has_an_empty_index(tmp_path: Path) -> None:
     simple = write_index(tmp_path)
     assert links(simple / "index.html") == []
+
+
+def test_a_rewrite_hashes_only_new_or_changed_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln.wheelhouse import index
+
+    kept = make_wheel(tmp_path, "alpha-1.0-py3-none-any.whl")
+    write_index(tmp_path)
+    hashed: list[str] = []
+    from kiln.wheelhouse.keys import file_sha256 as real
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(index, "file_sha256", counting)
+    make_wheel(tmp_path, "beta-1.0-py3-none-any.whl")
+    write_index(tmp_path)
+    assert hashed == ["beta-1.0-py3-none-any.whl"]
+    # A wheel replaced under the same name is hashed again (its size or mtime changed).
+    make_wheel(tmp_path, "alpha-1.0-py3-none-any.whl", ">=3.10")
+    os.utime(kept, ns=(1, 1))
+    write_index(tmp_path)
+    digest = hashlib.sha256(kept.read_bytes()).hexdigest()
+    assert f"#sha256={digest}" in (tmp_path / "simple" / "alpha" / "index.html").read_text()

@@ -144,6 +144,70 @@ def test_kiln_file_applies_over_the_overrides_tree(tmp_path: Path) -> None:
     assert len(foo.sources) == 2
 
 
+def test_a_version_table_applies_to_that_version_only(tmp_path: Path) -> None:
+    write(tmp_path / "all.patch", "")
+    write(tmp_path / "old.patch", "")
+    path = write(
+        tmp_path / "s.toml",
+        """
+        [packages.foo]
+        patches = ["all.patch"]
+        env = { X = "1" }
+
+        [packages."Foo==1.0-rc1"]
+        patches = ["old.patch"]
+        env = { X = "2" }
+        """,
+    )
+    settings = Settings.load(path)
+    assert settings.names == ["foo"]
+    old = settings.settings_for("foo", "1.0rc1")
+    assert [p.name for p in old.patches] == ["all.patch", "old.patch"]
+    assert old.expanded_env({}) == {"X": "2"} and old.name == "foo"
+    new = settings.settings_for("foo", "1.1")
+    assert [p.name for p in new.patches] == ["all.patch"]
+    bad = write(tmp_path / "bad.toml", '[packages."foo==latest"]\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: packages\.foo==latest: 'latest' is not"):
+        Settings.load(bad)
+
+
+def test_what_goes_into_the_wheel_key(tmp_path: Path) -> None:
+    from kiln.wheelhouse.keys import wheel_key
+
+    patch = write(tmp_path / "p.patch", "one")
+    path = write(
+        tmp_path / "s.toml",
+        '[packages.foo]\nenv = { X = "${Y:-d}" }\npatches = ["p.patch"]\n'
+        'config-settings = { b = "2", a = "1" }\n',
+    )
+    foo = Settings.load(path).settings_for("foo", "1")
+    data = foo.key_settings({}, "1")
+    assert data == {
+        "config_settings": {"a": "1", "b": "2"},
+        "env": {"X": "d"},
+        "build_requires": [],
+    }
+    assert foo.key_settings({"Y": "e"}, "1")["env"] == {"X": "e"}
+    assert foo.patch_contents() == [b"one"]
+
+    def key() -> str:
+        return wheel_key(
+            sdist_sha256="0" * 64,
+            patches=foo.patch_contents(),
+            settings=foo.key_settings({}, "1"),
+            build_env=[],
+            interpreter="cp312",
+            platform="linux_x86_64",
+        )
+
+    before = key()
+    patch.write_text("two")  # editing a patch changes the key
+    assert key() != before
+    patch.unlink()
+    with pytest.raises(ConfigError, match=r"cannot read patch .*p\.patch"):
+        foo.patch_contents()
+
+
 def test_unset_variable_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "s.toml", '[packages.foo]\nenv = { X = "$NOPE" }\n')
     with pytest.raises(ConfigError, match=r"s\.toml: env X of foo uses \$NOPE"):

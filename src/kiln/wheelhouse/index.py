@@ -14,15 +14,20 @@ import html
 import os
 import shutil
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.parser import HeaderParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+from kiln.jsonfiles import read_json_object, write_json
 from kiln.wheelhouse.keys import file_sha256
 
 SIMPLE = "simple"
 INDEX = "index.html"
+# The hashes of the last write, by file name with its size and mtime: a rewrite
+# hashes only new or changed wheels (a big wheelhouse's no-change run stays fast).
+HASHES = ".hashes.json"
 
 
 def write_index(wheelhouse: Path) -> Path:
@@ -39,13 +44,16 @@ def write_index(wheelhouse: Path) -> Path:
         if wheel.is_file():
             projects.setdefault(_project(wheel.name), []).append(wheel)
     simple.mkdir(exist_ok=True)
+    known = read_json_object(simple / HASHES)
+    hashes: dict[str, list[Any]] = {}
     for name, wheels in projects.items():
         (simple / name).mkdir(exist_ok=True)
-        _replace(simple / name / INDEX, _project_page(name, wheels))
+        _replace(simple / name / INDEX, _project_page(name, wheels, known, hashes))
     _replace(simple / INDEX, _root_page(sorted(projects)))
     for entry in simple.iterdir():
         if entry.is_dir() and not entry.is_symlink() and entry.name not in projects:
             shutil.rmtree(entry)
+    write_json(simple / HASHES, hashes)
     return simple
 
 
@@ -64,10 +72,20 @@ def _root_page(names: Iterable[str]) -> str:
     return _page("Simple index", links)
 
 
-def _project_page(name: str, wheels: Iterable[Path]) -> str:
+def _project_page(
+    name: str, wheels: Iterable[Path], known: Mapping[str, Any], hashes: dict[str, list[Any]]
+) -> str:
     lines = []
     for wheel in wheels:
-        href = f"../../{quote(wheel.name)}#sha256={file_sha256(wheel)}"
+        status = wheel.stat()
+        stamp = [status.st_size, status.st_mtime_ns]
+        previous = known.get(wheel.name)
+        if isinstance(previous, list) and previous[:2] == stamp and len(previous) == 3:
+            digest = str(previous[2])
+        else:
+            digest = file_sha256(wheel)
+        hashes[wheel.name] = [*stamp, digest]
+        href = f"../../{quote(wheel.name)}#sha256={digest}"
         requires = _requires_python(wheel)
         attribute = f' data-requires-python="{html.escape(requires)}"' if requires else ""
         lines.append(f'    <a href="{href}"{attribute}>{html.escape(wheel.name)}</a><br/>\n')

@@ -97,6 +97,32 @@ class PackageSettings:
             values[name] = _VARIABLE.sub(substitute, value)
         return values
 
+    def key_settings(self, environ: Mapping[str, str], version: str) -> dict[str, Any]:
+        """What of these settings goes into the wheel key (kiln.wheelhouse.keys):
+        the config settings, the env after substitution, the extra build requirements
+        (their installed versions count through the build env's pins too). The
+        patches count by content, given to the key apart."""
+        return {
+            "config_settings": {
+                name: self.config_settings[name] for name in sorted(self.config_settings)
+            },
+            "env": self.expanded_env(environ, version),
+            "build_requires": list(self.build_requires),
+        }
+
+    def patch_contents(self) -> list[bytes]:
+        """The patches' contents, in order (for the wheel key). Raises ConfigError
+        naming a patch that cannot be read."""
+        contents = []
+        for patch in self.patches:
+            try:
+                contents.append(patch.read_bytes())
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot read patch {patch}: {error.strerror or error}"
+                ) from error
+        return contents
+
 
 class Settings:
     """Every package's settings: from kiln's file and/or a fromager overrides tree."""
@@ -138,7 +164,7 @@ class Settings:
     @property
     def names(self) -> list[str]:
         """The packages the settings name (canonical names)."""
-        return sorted(self._packages)
+        return sorted({name.partition("==")[0] for name in self._packages})
 
     def settings_for(self, name: str, version: str) -> PackageSettings:
         """The settings of ``name`` at ``version``: the file's, plus the overrides
@@ -147,6 +173,9 @@ class Settings:
 
         canonical = str(canonicalize_name(name))
         found = self._packages.get(canonical, PackageSettings(canonical))
+        specific = self._packages.get(f"{canonical}=={_normalized_version(version)}")
+        if specific is not None:
+            found = _merge(found, specific)
         if self._overrides is None:
             return found
         patches = fromager_patches(self._overrides / "patches", canonical, version, self._variant)
@@ -156,7 +185,9 @@ class Settings:
 
 
 def read_settings_file(path: Path) -> dict[str, PackageSettings]:
-    """The packages of kiln's settings file ``path``. Raises ConfigError naming the key."""
+    """The packages of kiln's settings file ``path``, by canonical name, or by
+    ``name==version`` for a ``[packages."name==version"]`` table (applied over the
+    name's own for that version alone). Raises ConfigError naming the key."""
     data = _load_toml(path)
     unknown = sorted(set(data) - {"packages"})
     if unknown:
@@ -167,7 +198,13 @@ def read_settings_file(path: Path) -> dict[str, PackageSettings]:
     packages: dict[str, PackageSettings] = {}
     for raw_name, table in tables.items():
         key = f"packages.{raw_name}"
-        name = _canonical(path, key, raw_name)
+        raw_project, pinned, raw_version = str(raw_name).partition("==")
+        name = _canonical(path, key, raw_project.strip())
+        if pinned:
+            version = _normalized_version(raw_version.strip())
+            if not version:
+                raise ConfigError(f"{path}: {key}: {raw_version!r} is not a version")
+            name = f"{name}=={version}"
         if name in packages:
             raise ConfigError(f"{path}: {key} names {name} again (names are compared normalized)")
         if not isinstance(table, dict):
@@ -186,7 +223,7 @@ def read_settings_file(path: Path) -> dict[str, PackageSettings]:
                 )
             resolved.append(patch_path)
         packages[name] = PackageSettings(
-            name=name,
+            name=name.partition("==")[0],
             config_settings=_config_settings(
                 path, f"{key}.config-settings", table.get("config-settings", {})
             ),
@@ -294,7 +331,8 @@ def _fromager_package(path: Path, name: str, data: dict[str, Any], variant: str)
 
 
 def _merge(base: PackageSettings, over: PackageSettings) -> PackageSettings:
-    """``over`` (kiln's file) applied over ``base`` (the overrides tree)."""
+    """``over`` applied over ``base``: kiln's file over the overrides tree, a
+    ``name==version`` table over the name's."""
     return PackageSettings(
         name=base.name,
         config_settings={**base.config_settings, **over.config_settings},
@@ -346,6 +384,17 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     return data
+
+
+def _normalized_version(version: str) -> str:
+    """``version`` as packaging writes it (``1.0.0`` stays, ``1.0-rc1`` is ``1.0rc1``);
+    "" when it is not a version."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        return ""
 
 
 def _canonical(path: Path, key: str, raw: object) -> str:
