@@ -192,3 +192,50 @@ def test_kiln_cache_commands_accept_the_wheelhouse_buckets(tmp_path: Path) -> No
     cleaned = run_kiln("cache", "clean", "--cache-dir", str(root))
     assert cleaned.returncode == 0, cleaned.stderr
     assert WheelCache(root).lookup(KEY) is None
+
+
+def test_two_processes_storing_one_key_leave_one_whole_entry(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import SRC
+
+    root = tmp_path / "cache"
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from kiln.wheelhouse.wheelcache import WheelCache\n"
+        "cache = WheelCache(Path(sys.argv[1]))\n"
+        "wheel = Path(sys.argv[2])\n"
+        "with cache.lock(sys.argv[3]):\n"
+        "    found = cache.lookup(sys.argv[3])\n"
+        "    if found is None:\n"
+        "        found = cache.store(sys.argv[3], wheel, {'by': sys.argv[2]})\n"
+        "        print('stored')\n"
+        "    else:\n"
+        "        print('found')\n"
+    )
+    wheels = []
+    for number in range(4):
+        directory = tmp_path / f"run{number}"
+        directory.mkdir()
+        wheel = directory / "demo-1.0-py3-none-any.whl"
+        wheel.write_bytes(f"wheel {number}".encode() * 100_000)
+        wheels.append(wheel)
+    environ = {**os.environ, "PYTHONPATH": str(SRC)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(root), str(wheel), KEY],
+            env=environ,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for wheel in wheels
+    ]
+    said = sorted(process.communicate(timeout=120)[0].strip() for process in processes)
+    assert [process.returncode for process in processes] == [0] * 4
+    assert said == ["found", "found", "found", "stored"]
+    cache = WheelCache(root)
+    stored = cache.lookup(KEY)
+    assert stored is not None
+    assert stored.read_bytes() == Path(cache.entry(KEY)["by"]).read_bytes()
+    assert sorted(p.name for p in cache.root.iterdir()) == [KEY, f"{KEY}.lock"]
