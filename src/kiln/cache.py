@@ -314,17 +314,22 @@ def _clean_labelled_bucket(bucket: Path) -> list[tuple[Path, str]]:
 
 
 def _leftover_partials(bucket: Path, now: float) -> list[Path]:
-    """``*.partial`` entries of ``bucket`` that no live run is writing: a killed run's."""
+    """``*.partial`` entries of ``bucket`` that no live run is writing: a killed run's.
+
+    One whose label has a lock file was written under that lock, so a minute's
+    grace is plenty once nobody holds it; one without may be a long download
+    still going, so it gets a day, as a run directory does."""
     from kiln.locks import is_locked
 
     if not bucket.is_dir():
         return []
-    return [
-        item
-        for item in sorted(bucket.glob("*.partial"))
-        if now - _modified(item) >= KILLED_RUN_AGE
-        and not is_locked(bucket / f"{_label(item)}{LOCK_SUFFIX}")
-    ]
+    leftovers = []
+    for item in sorted(bucket.glob("*.partial")):
+        lock = bucket / f"{_label(item)}{LOCK_SUFFIX}"
+        grace = KILLED_RUN_AGE if _label(item) and lock.exists() else STALE_RUN_AGE
+        if now - _modified(item) >= grace and not is_locked(lock):
+            leftovers.append(item)
+    return leftovers
 
 
 def _readable_record(path: Path) -> bool:

@@ -72,7 +72,7 @@ def test_a_rewrite_hashes_only_new_or_changed_wheels(
     kept = make_wheel(tmp_path, "alpha-1.0-py3-none-any.whl")
     write_index(tmp_path)
     hashed: list[str] = []
-    from kiln.wheelhouse.keys import file_sha256 as real
+    from kiln.digests import file_sha256 as real
 
     def counting(path: Path) -> str:
         hashed.append(path.name)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kiln.wheelhouse.keys import WHEEL_KEY_FORMAT, file_sha256, key_inputs, wheel_key
+from kiln.wheelhouse.keys import WHEEL_KEY_FORMAT, key_inputs, wheel_key
 
 BASE: dict[str, Any] = {
     "sdist_sha256": "a" * 64,
@@ -67,9 +66,3 @@ def test_inputs_are_plain_data_for_the_report() -> None:
 def test_settings_json_cannot_encode_is_refused() -> None:
     with pytest.raises(TypeError):
         key(settings={"x": object()})
-
-
-def test_file_sha256(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"abc")
-    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import ConfigError
-from kiln.wheelhouse.settings import PackageSettings, Settings, fromager_patches
+from kiln.wheelhouse.settings import PackageSettings, Settings, fromager_patches, load_settings
 
 
 def write(path: Path, text: str) -> Path:
@@ -36,13 +36,13 @@ def test_kiln_settings_file(tmp_path: Path) -> None:
         skip = true
         """,
     )
-    settings = Settings.load(settings_file)
+    settings = Settings.load(settings_file, environ={})
     assert settings.names == ["cmake", "foo-bar", "unwanted"]
     foo = settings.settings_for("foo.bar", "1.0")
     assert foo == PackageSettings(
         name="foo-bar",
         config_settings={"setup-args": ["-Dx=1"], "cmake.define.X": "ON"},
-        env=(("CFLAGS", "-O2"),),
+        env={"CFLAGS": "-O2"},
         build_requires=("cython<4",),
         patches=(patch,),
         sources=(settings_file,),
@@ -111,7 +111,7 @@ def fromager_tree(root: Path) -> Path:
 
 def test_fromager_overrides_tree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = fromager_tree(tmp_path / "overrides")
-    settings = Settings.load(overrides=root)
+    settings = Settings.load(overrides=root, environ={"EGG": "ignored: the file sets it"})
     foo = settings.settings_for("foo-bar", "1.0")
     assert foo.config_settings == {"setup-args": ["-Dsystem=true"]}
     assert foo.build_requires == ("setuptools>=68",)
@@ -122,11 +122,12 @@ def test_fromager_overrides_tree(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         "002-second.patch",
         "003-cpu.patch",
     ]
-    env = foo.expanded_env({"EGG": "ignored: the file sets it"}, "1.0")
+    env = foo.env
     # In order: BOTH is set before the variant changes EGG, as fromager does.
     assert env == {"EGG": "cpu spam", "BOTH": "spam and default $ 1.0"}
     assert settings.settings_for("prebuilt", "1").binary
     assert Settings.load(overrides=root, variant="rocm").settings_for("foo-bar", "1").binary
+    assert settings.binary_names() == {"prebuilt"}
     # The fromager settings kiln does not honour are named, not silently dropped.
     assert "changelog" in caplog.text and "project_override.remove_build_requires" in caplog.text
 
@@ -138,8 +139,8 @@ def test_kiln_file_applies_over_the_overrides_tree(tmp_path: Path) -> None:
         tmp_path / "settings.toml",
         '[packages.foo-bar]\nenv = { EGG = "ours" }\npatches = ["mine.patch"]\n',
     )
-    foo = Settings.load(ours, root).settings_for("foo_bar", "1.0")
-    assert foo.expanded_env({})["EGG"] == "ours"
+    foo = Settings.load(ours, root, environ={}).settings_for("foo_bar", "1.0")
+    assert foo.env["EGG"] == "ours"
     assert [p.name for p in foo.patches][-1] == "mine.patch"
     assert len(foo.sources) == 2
 
@@ -159,11 +160,11 @@ def test_a_version_table_applies_to_that_version_only(tmp_path: Path) -> None:
         env = { X = "2" }
         """,
     )
-    settings = Settings.load(path)
+    settings = Settings.load(path, environ={})
     assert settings.names == ["foo"]
     old = settings.settings_for("foo", "1.0rc1")
     assert [p.name for p in old.patches] == ["all.patch", "old.patch"]
-    assert old.expanded_env({}) == {"X": "2"} and old.name == "foo"
+    assert old.env == {"X": "2"} and old.name == "foo"
     new = settings.settings_for("foo", "1.1")
     assert [p.name for p in new.patches] == ["all.patch"]
     bad = write(tmp_path / "bad.toml", '[packages."foo==latest"]\n')
@@ -180,21 +181,22 @@ def test_what_goes_into_the_wheel_key(tmp_path: Path) -> None:
         '[packages.foo]\nenv = { X = "${Y:-d}" }\npatches = ["p.patch"]\n'
         'config-settings = { b = "2", a = "1" }\n',
     )
-    foo = Settings.load(path).settings_for("foo", "1")
-    data = foo.key_settings({}, "1")
+    foo = Settings.load(path, environ={}).settings_for("foo", "1")
+    data = foo.key_material()
     assert data == {
         "config_settings": {"a": "1", "b": "2"},
         "env": {"X": "d"},
         "build_requires": [],
     }
-    assert foo.key_settings({"Y": "e"}, "1")["env"] == {"X": "e"}
+    with_y = Settings.load(path, environ={"Y": "e"}).settings_for("foo", "1")
+    assert with_y.key_material()["env"] == {"X": "e"}
     assert foo.patch_contents() == [b"one"]
 
     def key() -> str:
         return wheel_key(
             sdist_sha256="0" * 64,
             patches=foo.patch_contents(),
-            settings=foo.key_settings({}, "1"),
+            settings=foo.key_material(),
             build_env=[],
             interpreter="cp312",
             platform="linux_x86_64",
@@ -211,7 +213,7 @@ def test_what_goes_into_the_wheel_key(tmp_path: Path) -> None:
 def test_unset_variable_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "s.toml", '[packages.foo]\nenv = { X = "$NOPE" }\n')
     with pytest.raises(ConfigError, match=r"s\.toml: env X of foo uses \$NOPE"):
-        Settings.load(path).settings_for("foo", "1").expanded_env({})
+        Settings.load(path, environ={}).settings_for("foo", "1")
 
 
 def test_unknown_fromager_key_names_file_and_key(tmp_path: Path) -> None:
@@ -233,7 +235,7 @@ def test_missing_pyyaml_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_toml_file_needs_no_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)
     path = write(tmp_path / "s.toml", "[packages.foo]\nskip = true\n")
-    assert Settings.load(path).settings_for("foo", "1").skip
+    assert load_settings(path).settings_for("foo", "1").skip
 
 
 def test_fromager_patches_ignore_local_versions(tmp_path: Path) -> None:

@@ -148,6 +148,14 @@ def test_prune_removes_a_killed_runs_partial_only(tmp_path: Path) -> None:
     stored = cache.store(KEY, a_wheel(tmp_path), {})
     old = cache.root / f"{OTHER}.99999.partial"
     old.mkdir()
+    (cache.root / f"{OTHER}.lock").touch()  # the killed run held it while writing
+    # Without a lock file (a download, say): a day's grace, not a minute's.
+    unlocked = cache.root / ".demo.tar.gz.99996.partial"
+    unlocked.mkdir()
+    ancient = cache.root / ".demo.tar.gz.99995.partial"
+    ancient.mkdir()
+    os.utime(unlocked, (time.time() - 3600,) * 2)
+    os.utime(ancient, (time.time() - 3 * 24 * 3600,) * 2)
     writing = cache.root / f"{'e' * 64}.99998.partial"
     writing.mkdir()
     fresh = cache.root / f"{'d' * 64}.99997.partial"
@@ -158,8 +166,8 @@ def test_prune_removes_a_killed_runs_partial_only(tmp_path: Path) -> None:
     with FileLock(cache.root / f"{'e' * 64}.lock") as lock:
         lock.acquire_exclusive()
         report = Cache.open(root).prune()
-    assert report.partials == [old]
-    assert not old.exists() and writing.exists() and fresh.exists()
+    assert sorted(report.partials) == sorted([old, ancient])
+    assert not old.exists() and writing.exists() and fresh.exists() and unlocked.exists()
     assert cache.lookup(KEY) == stored  # wheels are what the cache is for: prune keeps them
 
 
@@ -181,6 +189,7 @@ def test_kiln_cache_commands_accept_the_wheelhouse_buckets(tmp_path: Path) -> No
     WheelCache(root).store(KEY, a_wheel(tmp_path), {})
     stale = root / WHEELS / f"{OTHER}.1.partial"
     stale.mkdir()
+    (root / WHEELS / f"{OTHER}.lock").touch()
     then = time.time() - 3600
     os.utime(stale, (then, then))
     info = run_kiln("cache", "info", "--cache-dir", str(root))

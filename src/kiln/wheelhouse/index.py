@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from kiln.digests import file_sha256
 from kiln.jsonfiles import read_json_object, write_json
-from kiln.wheelhouse.keys import file_sha256
 
 SIMPLE = "simple"
 INDEX = "index.html"

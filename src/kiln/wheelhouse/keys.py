@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 # Bumped when the key's inputs or their encoding change: every wheel is rebuilt once.
@@ -79,12 +78,3 @@ def hash_inputs(inputs: Mapping[str, Any]) -> str:
     """sha256 of ``inputs`` as canonical JSON (sorted keys, no spaces, ASCII only)."""
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """The lower-case sha256 hex of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

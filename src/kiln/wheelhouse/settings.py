@@ -18,6 +18,7 @@ docs/wheelhouse.md ("Settings"). kiln's file is applied over the tree.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -55,7 +56,50 @@ DEFAULT_VARIANT = "cpu"
 
 @dataclass(frozen=True)
 class PackageSettings:
-    """What the settings say for one package (all empty: build it as it is)."""
+    """What the settings say for one package at one version, ready to use (all
+    empty: build it as it is)."""
+
+    name: str
+    config_settings: Mapping[str, str | list[str]] = field(default_factory=dict)
+    # The variables to set for the build, ``$VARIABLES`` already substituted.
+    env: Mapping[str, str] = field(default_factory=dict)
+    build_requires: tuple[str, ...] = ()
+    patches: tuple[Path, ...] = ()
+    binary: bool = False
+    skip: bool = False
+    # The files the settings came from (for messages and the report).
+    sources: tuple[Path, ...] = ()
+
+    def key_material(self) -> dict[str, Any]:
+        """What of these settings goes into the wheel key (kiln.wheelhouse.keys):
+        the config settings, the env, the extra build requirements (their installed
+        versions count through the build env's pins too). The patches count by
+        content, given to the key apart (:meth:`patch_contents`)."""
+        return {
+            "config_settings": {
+                name: self.config_settings[name] for name in sorted(self.config_settings)
+            },
+            "env": dict(self.env),
+            "build_requires": list(self.build_requires),
+        }
+
+    def patch_contents(self) -> list[bytes]:
+        """The patches' contents, in order (for the wheel key). Raises ConfigError
+        naming a patch that cannot be read."""
+        contents = []
+        for patch in self.patches:
+            try:
+                contents.append(patch.read_bytes())
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot read patch {patch}: {error.strerror or error}"
+                ) from error
+        return contents
+
+
+@dataclass(frozen=True)
+class RawSettings:
+    """What the files say for one package, before substitution."""
 
     name: str
     config_settings: Mapping[str, str | list[str]] = field(default_factory=dict)
@@ -66,8 +110,20 @@ class PackageSettings:
     patches: tuple[Path, ...] = ()
     binary: bool = False
     skip: bool = False
-    # The files the settings came from (for messages and the report).
     sources: tuple[Path, ...] = ()
+
+    def resolved(self, environ: Mapping[str, str], version: str) -> PackageSettings:
+        """These settings for ``version``, the env substituted from ``environ``."""
+        return PackageSettings(
+            name=self.name,
+            config_settings=self.config_settings,
+            env=self.expanded_env(environ, version),
+            build_requires=self.build_requires,
+            patches=self.patches,
+            binary=self.binary,
+            skip=self.skip,
+            sources=self.sources,
+        )
 
     def expanded_env(self, environ: Mapping[str, str], version: str = "") -> dict[str, str]:
         """:attr:`env` with ``$NAME``, ``${NAME}``, ``${NAME:-default}`` and ``$$``
@@ -97,46 +153,23 @@ class PackageSettings:
             values[name] = _VARIABLE.sub(substitute, value)
         return values
 
-    def key_settings(self, environ: Mapping[str, str], version: str) -> dict[str, Any]:
-        """What of these settings goes into the wheel key (kiln.wheelhouse.keys):
-        the config settings, the env after substitution, the extra build requirements
-        (their installed versions count through the build env's pins too). The
-        patches count by content, given to the key apart."""
-        return {
-            "config_settings": {
-                name: self.config_settings[name] for name in sorted(self.config_settings)
-            },
-            "env": self.expanded_env(environ, version),
-            "build_requires": list(self.build_requires),
-        }
-
-    def patch_contents(self) -> list[bytes]:
-        """The patches' contents, in order (for the wheel key). Raises ConfigError
-        naming a patch that cannot be read."""
-        contents = []
-        for patch in self.patches:
-            try:
-                contents.append(patch.read_bytes())
-            except OSError as error:
-                raise ConfigError(
-                    f"cannot read patch {patch}: {error.strerror or error}"
-                ) from error
-        return contents
-
 
 class Settings:
     """Every package's settings: from kiln's file and/or a fromager overrides tree."""
 
     def __init__(
         self,
-        packages: Mapping[str, PackageSettings] | None = None,
+        packages: Mapping[str, RawSettings] | None = None,
         *,
         overrides: Path | None = None,
         variant: str = DEFAULT_VARIANT,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._packages = dict(packages or {})
         self._overrides = overrides
         self._variant = variant
+        # What $VARIABLES in env values are substituted from: the build's environment.
+        self._environ = dict(os.environ if environ is None else environ)
 
     @classmethod
     def load(
@@ -145,12 +178,14 @@ class Settings:
         overrides: Path | None = None,
         *,
         variant: str = DEFAULT_VARIANT,
+        environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Read ``settings_file`` (kiln's TOML) and ``overrides`` (a fromager tree).
+        """Read ``settings_file`` (kiln's TOML) and ``overrides`` (a fromager tree);
+        ``environ`` (default: this process's) fills in env values' ``$VARIABLES``.
 
         Raises ConfigError naming the file and the key at fault.
         """
-        packages: dict[str, PackageSettings] = {}
+        packages: dict[str, RawSettings] = {}
         if overrides is not None:
             if not overrides.is_dir():
                 raise ConfigError(f"overrides directory {overrides} does not exist")
@@ -159,32 +194,52 @@ class Settings:
             for name, ours in read_settings_file(settings_file).items():
                 theirs = packages.get(name)
                 packages[name] = ours if theirs is None else _merge(theirs, ours)
-        return cls(packages, overrides=overrides, variant=variant)
+        return cls(packages, overrides=overrides, variant=variant, environ=environ)
 
     @property
     def names(self) -> list[str]:
         """The packages the settings name (canonical names)."""
         return sorted({name.partition("==")[0] for name in self._packages})
 
+    def binary_names(self) -> frozenset[str]:
+        """The packages whose every version is taken as a wheel (``binary = true`` in
+        the name's own table, or fromager's ``pre_built``)."""
+        return frozenset(
+            name for name, raw in self._packages.items() if "==" not in name and raw.binary
+        )
+
     def settings_for(self, name: str, version: str) -> PackageSettings:
-        """The settings of ``name`` at ``version``: the file's, plus the overrides
-        tree's patches for that version (unversioned ones too), by file name."""
+        """The settings of ``name`` at ``version``: the name's, then its
+        ``name==version`` table's, with the overrides tree's patches for that version
+        (unversioned ones too) first, and env values substituted. Raises ConfigError
+        (an env value naming an unset variable)."""
         from packaging.utils import canonicalize_name
 
         canonical = str(canonicalize_name(name))
-        found = self._packages.get(canonical, PackageSettings(canonical))
+        found = self._packages.get(canonical, RawSettings(canonical))
         specific = self._packages.get(f"{canonical}=={_normalized_version(version)}")
         if specific is not None:
             found = _merge(found, specific)
-        if self._overrides is None:
-            return found
-        patches = fromager_patches(self._overrides / "patches", canonical, version, self._variant)
-        if not patches:
-            return found
-        return replace(found, patches=tuple(patches) + found.patches)
+        if self._overrides is not None:
+            patches = fromager_patches(
+                self._overrides / "patches", canonical, version, self._variant
+            )
+            found = replace(found, patches=tuple(patches) + found.patches)
+        return found.resolved(self._environ, version)
 
 
-def read_settings_file(path: Path) -> dict[str, PackageSettings]:
+def load_settings(
+    settings_file: Path | None,
+    overrides: Path | None = None,
+    *,
+    variant: str = DEFAULT_VARIANT,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """:meth:`Settings.load` (what a wheelhouse run calls)."""
+    return Settings.load(settings_file, overrides, variant=variant, environ=environ)
+
+
+def read_settings_file(path: Path) -> dict[str, RawSettings]:
     """The packages of kiln's settings file ``path``, by canonical name, or by
     ``name==version`` for a ``[packages."name==version"]`` table (applied over the
     name's own for that version alone). Raises ConfigError naming the key."""
@@ -195,7 +250,7 @@ def read_settings_file(path: Path) -> dict[str, PackageSettings]:
     tables = data.get("packages", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: packages must be a table of [packages.<name>] tables")
-    packages: dict[str, PackageSettings] = {}
+    packages: dict[str, RawSettings] = {}
     for raw_name, table in tables.items():
         key = f"packages.{raw_name}"
         raw_project, pinned, raw_version = str(raw_name).partition("==")
@@ -222,7 +277,7 @@ def read_settings_file(path: Path) -> dict[str, PackageSettings]:
                     f"{path}: {key}.patches names {patch}, which is not a file ({patch_path})"
                 )
             resolved.append(patch_path)
-        packages[name] = PackageSettings(
+        packages[name] = RawSettings(
             name=name.partition("==")[0],
             config_settings=_config_settings(
                 path, f"{key}.config-settings", table.get("config-settings", {})
@@ -272,8 +327,8 @@ def fromager_patches(
     return sorted((path.absolute() for path in found if path.is_file()), key=lambda path: path.name)
 
 
-def _read_fromager_settings(settings_dir: Path, variant: str) -> dict[str, PackageSettings]:
-    packages: dict[str, PackageSettings] = {}
+def _read_fromager_settings(settings_dir: Path, variant: str) -> dict[str, RawSettings]:
+    packages: dict[str, RawSettings] = {}
     if not settings_dir.is_dir():
         return packages
     for path in sorted(settings_dir.glob("*.yaml")):
@@ -283,7 +338,7 @@ def _read_fromager_settings(settings_dir: Path, variant: str) -> dict[str, Packa
     return packages
 
 
-def _fromager_package(path: Path, name: str, data: dict[str, Any], variant: str) -> PackageSettings:
+def _fromager_package(path: Path, name: str, data: dict[str, Any], variant: str) -> RawSettings:
     unknown = sorted(set(data) - _FROMAGER_IGNORED - _FROMAGER_MAPPED)
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} (not a fromager package setting)")
@@ -320,7 +375,7 @@ def _fromager_package(path: Path, name: str, data: dict[str, Any], variant: str)
             raise ConfigError(f"{path}: unknown key {where}")
     if ignored:
         logger.warning("%s: kiln ignores these fromager settings: %s", path, ", ".join(ignored))
-    return PackageSettings(
+    return RawSettings(
         name=name,
         config_settings=config_settings,
         env=tuple(env),
@@ -330,10 +385,10 @@ def _fromager_package(path: Path, name: str, data: dict[str, Any], variant: str)
     )
 
 
-def _merge(base: PackageSettings, over: PackageSettings) -> PackageSettings:
+def _merge(base: RawSettings, over: RawSettings) -> RawSettings:
     """``over`` applied over ``base``: kiln's file over the overrides tree, a
     ``name==version`` table over the name's."""
-    return PackageSettings(
+    return RawSettings(
         name=base.name,
         config_settings={**base.config_settings, **over.config_settings},
         env=base.env + over.env,
