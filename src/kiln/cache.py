@@ -26,6 +26,7 @@ from kiln.layout import (
     PROJECTS,
     RUN_LOCK,
     RUNS,
+    WHEELHOUSE_BUCKETS,
     WORKER_PLANS_SUFFIX,
     lock_beside,
     resolve_cache_dir,
@@ -41,9 +42,13 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by kiln.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
+# Made with the cache; the wheelhouse's buckets are made when a wheelhouse run needs them.
 BUCKETS = (ENVS, PROJECTS, RUNS, LOGS)
+KNOWN_BUCKETS = BUCKETS + WHEELHOUSE_BUCKETS
 # A bucket of any kiln version: what `kiln cache clean` finds beside this version's.
-_ANY_VERSION_BUCKET = re.compile(r"(?:envs|projects|runs|logs)-v[0-9]+")
+_ANY_VERSION_BUCKET = re.compile(
+    r"(?:envs|projects|runs|logs|wheels|sdists|resolutions|wheelhouse)-v[0-9]+"
+)
 # A tag being written (see _write_tag), or left by a run killed meanwhile.
 _PARTIAL_TAG = re.compile(re.escape(TAG_NAME) + r"\.[0-9]+\.partial")
 
@@ -116,7 +121,7 @@ class Cache:
             # An existing directory on a read-only mount passes the lines above.
             if write and not os.access(root, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EROFS, "not writable")
-            for name in BUCKETS:
+            for name in KNOWN_BUCKETS:
                 problem = entry_problem(root / name, directory=True)
                 if problem is not None:
                     raise UsageError(problem)
@@ -215,6 +220,11 @@ class Cache:
             report.freed += _size(path)
 
         report.environments = prune_environments(self.root / ENVS, before_removal=count)
+        for name in WHEELHOUSE_BUCKETS:
+            for partial in _leftover_partials(self.root / name, now):
+                report.freed += _size(partial)
+                _remove(partial)
+                report.partials.append(partial)
         if (self.root / LOGS).is_dir():
             before = set(self.bucket(LOGS).glob("*.log"))
             self.prune_logs()
@@ -262,6 +272,8 @@ class Cache:
                         kept.append((item, _IN_USE))
             elif entry.name == LOGS:
                 _remove(entry)
+            elif entry.name in WHEELHOUSE_BUCKETS:
+                kept += _clean_labelled_bucket(entry)
             else:
                 kept.append((entry, "another kiln version's; its own kiln cache clean removes it"))
         return kept
@@ -276,6 +288,48 @@ class PruneReport:
     environments: list[Path] = field(default_factory=list)
     logs: int = 0
     freed: int = 0
+    # Half-written entries of the wheelhouse's buckets, left by killed runs.
+    partials: list[Path] = field(default_factory=list)
+
+
+def _label(entry: Path) -> str:
+    """The label of an entry of a wheelhouse bucket: its name up to the first dot."""
+    return entry.name.partition(".")[0]
+
+
+def _clean_labelled_bucket(bucket: Path) -> list[tuple[Path, str]]:
+    """Remove every entry of a wheelhouse bucket but those whose label's lock a
+    live run holds (see kiln.layout); lock files stay, as for environments."""
+    from kiln.locks import is_locked
+
+    kept: list[tuple[Path, str]] = []
+    for item in sorted(bucket.iterdir()):
+        if item.suffix == LOCK_SUFFIX:
+            continue
+        if is_locked(bucket / f"{_label(item)}{LOCK_SUFFIX}"):
+            kept.append((item, _IN_USE))
+        else:
+            _remove(item)
+    return kept
+
+
+def _leftover_partials(bucket: Path, now: float) -> list[Path]:
+    """``*.partial`` entries of ``bucket`` that no live run is writing: a killed run's.
+
+    One whose label has a lock file was written under that lock, so a minute's
+    grace is plenty once nobody holds it; one without may be a long download
+    still going, so it gets a day, as a run directory does."""
+    from kiln.locks import is_locked
+
+    if not bucket.is_dir():
+        return []
+    leftovers = []
+    for item in sorted(bucket.glob("*.partial")):
+        lock = bucket / f"{_label(item)}{LOCK_SUFFIX}"
+        grace = KILLED_RUN_AGE if _label(item) and lock.exists() else STALE_RUN_AGE
+        if now - _modified(item) >= grace and not is_locked(lock):
+            leftovers.append(item)
+    return leftovers
 
 
 def _readable_record(path: Path) -> bool:
@@ -323,6 +377,8 @@ def _is_kiln_cache(root: Path, *, claim: bool) -> bool:
         if text is not None and _is_kiln_tag_text(text):
             return True
         entries = [entry.name for entry in root.iterdir()]
+        if text is None and TAG_NAME in entries and _read_tag(tag) is not None:
+            continue  # another run linked its tag (and made buckets) since the read
         if all(_PARTIAL_TAG.fullmatch(name) for name in entries):
             # Empty, or other runs are writing their tags: the first link wins.
             if not claim:

@@ -21,6 +21,19 @@ PROJECTS = "projects-v1"
 LOGS = "logs-v1"
 # Reusable build environments (kiln.environments.cached, which names it too).
 ENVS = "envs-v1"
+# kiln wheelhouse's buckets (made when a wheelhouse run first needs them). Each
+# entry is ``<label>`` or ``<label>.<suffix>`` (a ``.partial`` being written), and
+# ``<label>.lock`` beside it is held while a run writes or reads it, so
+# ``kiln cache clean`` can tell what a live run is using.
+# Built wheels by wheel key (kiln.wheelhouse.wheelcache).
+WHEELS = "wheels-v1"
+# Downloaded sdists, by content (kiln.wheelhouse.sources).
+SDISTS = "sdists-v1"
+# Resolved pins, by the resolution's inputs (kiln.wheelhouse.resolution).
+RESOLUTIONS = "resolutions-v1"
+# Records of wheelhouse runs (kiln.wheelhouse.run).
+WHEELHOUSE_RUNS = "wheelhouse-v1"
+WHEELHOUSE_BUCKETS = (WHEELS, SDISTS, RESOLUTIONS, WHEELHOUSE_RUNS)
 
 
 def default_cache_dir() -> Path:

@@ -104,8 +104,8 @@ def _cache(action: str, explicit: Path | None) -> int:
     if action == "info":
         sizes = cache.sizes()
         for bucket, size in sizes.items():
-            print(f"{bucket:<12} {_human(size):>10}")
-        print(f"{'total':<12} {_human(sum(sizes.values())):>10}  {cache.root}")
+            print(f"{bucket:<15} {_human(size):>10}")
+        print(f"{'total':<15} {_human(sum(sizes.values())):>10}  {cache.root}")
         return 0
     cache.refuse_foreign_entries(f"kiln cache {action}")
     if action == "prune":
@@ -113,7 +113,9 @@ def _cache(action: str, explicit: Path | None) -> int:
         print(
             f"removed {len(report.stale_runs)} stale run(s), {len(report.failed_runs)} old "
             f"failed build(s), {len(report.environments)} unused environment(s) and "
-            f"{report.logs} log(s); freed {_human(report.freed)}"
+            f"{report.logs} log(s)"
+            + (f", {len(report.partials)} half-written cache entr(ies)" if report.partials else "")
+            + f"; freed {_human(report.freed)}"
         )
     else:
         kept = cache.clean()
