@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURES, installer_offline_environ
-from tests.helpers import pid_alive, run_kiln, wait_for_file, wheel_files
+from tests.conftest import installer_offline_environ
+from tests.helpers import FIXTURES, pid_alive, run_kiln, wait_for_file, wheel_files
 
 TREE = FIXTURES / "tree"
 

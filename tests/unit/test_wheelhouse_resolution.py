@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import EnvironmentSetupError
+from kiln.layout import RESOLUTIONS
 from kiln.wheelhouse.inputs import read_inputs
 from kiln.wheelhouse.model import FileRef, Pin
 from kiln.wheelhouse.resolution import (
-    RESOLUTIONS,
     NoSdistError,
     ResolutionError,
     _failure,

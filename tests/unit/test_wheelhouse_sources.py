@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import ConfigError
+from kiln.layout import SDISTS
 from kiln.wheelhouse.model import FileRef
-from kiln.wheelhouse.sources import SDISTS, HashMismatchError, build_requirements, fetch
+from kiln.wheelhouse.sources import HashMismatchError, build_requirements, fetch
 
 
 def sdist_file(tmp_path: Path, name: str = "pkg-1.0.tar.gz", content: bytes = b"x") -> FileRef:

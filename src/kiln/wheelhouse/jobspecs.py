@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kiln.digests import file_sha256
+from kiln.layout import WHEELHOUSE_RUNS
 from kiln.wheelhouse.model import JobSpec
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.tree import PlannedNode
 
+SOURCES = "sources"
 # The variables that say where packages come from: a source-built tree's build
 # environments get the tree's wheels only.
 _INDEX_VARIABLES = (
@@ -102,7 +104,9 @@ def _source(planned: PlannedNode, cache_root: Path) -> Path:
         return planned.sdist
     from kiln.wheelhouse.patches import patched_source
 
-    stable = cache_root / "wheelhouse-v1" / "sources" / f"{pin.name}-{pin.version}-{planned.key}"
+    # Beside the runs, under a label of its own (kiln.layout's convention: the
+    # run holds sources.lock shared while it builds, so kiln cache clean spares it).
+    stable = cache_root / WHEELHOUSE_RUNS / SOURCES / f"{pin.name}-{pin.version}-{planned.key}"
     return patched_source(planned.sdist, planned.patches, stable)
 
 

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.errors import EnvironmentSetupError, KilnError, UsageError
+from kiln.layout import RESOLUTIONS
 from kiln.wheelhouse.model import FileRef, Pin
 
 logger = logging.getLogger(__name__)
 
-RESOLUTIONS = "resolutions-v1"
 # As long as kiln keeps an unpinned environment (KILN_ENV_TTL's default).
 DEFAULT_TTL = 24 * 60 * 60
 # Bump when what is keyed, or how a resolution is stored, changes.

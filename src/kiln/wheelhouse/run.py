@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import KilnError
+from kiln.layout import LOCK_SUFFIX, WHEELHOUSE_RUNS
+from kiln.locks import FileLock
+from kiln.wheelhouse.jobspecs import SOURCES
 from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Provenance, Status
 from kiln.wheelhouse.request import WheelhouseRequest
 
@@ -34,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 # Statuses that leave a usable wheel (or nothing wanted) behind.
 GOOD = frozenset({Status.BUILT, Status.CACHED, Status.BINARY, Status.SKIPPED})
-# The bucket of the kiln cache where runs keep their scratch, sources and job dirs.
-WHEELHOUSE_BUCKET = "wheelhouse-v1"
 
 
 @dataclass
@@ -96,11 +97,17 @@ class _Run:
         self.environ = _with_index_options(environ, request)
         self.on_event = on_event or (lambda event: None)
         self.wheel_cache: WheelCache = WheelCache(cache_root)
-        self.place = _new_run_dir(cache_root / WHEELHOUSE_BUCKET)
+        # This run's scratch, job directories and outputs, locked while it lives
+        # (kiln cache clean spares it); removed at the end.
+        self.place, self.place_lock = _new_run_dir(cache_root / WHEELHOUSE_RUNS)
+        # Patched sources live at stable paths beside the runs, shared by them.
+        self.sources_lock = FileLock(cache_root / WHEELHOUSE_RUNS / f"{SOURCES}{LOCK_SUFFIX}")
+        self.sources_lock.acquire_shared()
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
 
     def go(self, executor: Executor | None, started: float) -> WheelhouseResult:
+        from kiln.layout import lock_beside
         from kiln.removal import remove_tree
         from kiln.wheelhouse.publish import read_manifest
 
@@ -113,6 +120,9 @@ class _Run:
             # Whatever happened, what is complete reaches the wheelhouse.
             result = self._publish(written, started)
             remove_tree(self.place)
+            self.place_lock.release()
+            lock_beside(self.place).unlink(missing_ok=True)
+            self.sources_lock.release()
         return result
 
     # -- deciding -------------------------------------------------------------
@@ -121,7 +131,9 @@ class _Run:
         from kiln.wheelhouse.settings import load_settings
         from kiln.wheelhouse.tree import TreePlanner
 
-        settings = load_settings(self.request.settings, self.request.overrides)
+        settings = load_settings(
+            self.request.settings, self.request.overrides, environ=self.environ
+        )
         planner = TreePlanner(
             self.request,
             cache_root=self.cache_root,
@@ -246,7 +258,6 @@ class _Run:
     def _publish(self, written: set[str], started: float) -> WheelhouseResult:
         from kiln.wheelhouse.index import write_index
         from kiln.wheelhouse.publish import place_wheel, write_manifest
-        from kiln.wheelhouse.report import write_report
 
         plan = self.plan
         for outcome in self.outcomes.values():
@@ -264,64 +275,37 @@ class _Run:
         )
         if plan is not None:
             result.report = self.request.report_path.absolute()
-            write_report(result.report, _report(self.request, plan, result))
+            _write_report(result.report, self.request, plan, result)
         return result
 
 
-def _report(request: WheelhouseRequest, plan: TreePlan, result: WheelhouseResult) -> dict[str, Any]:
+def _write_report(
+    path: Path, request: WheelhouseRequest, plan: TreePlan, result: WheelhouseResult
+) -> None:
     """The JSON report: the run, the graph, and each package's inputs and outcome."""
     from kiln import __version__
+    from kiln.wheelhouse.report import write_report
 
-    packages = []
-    for node_id in plan.graph.topological():
-        planned = plan.planned[node_id]
-        node = planned.node
-        outcome = result.outcomes.get(node_id)
-        job = outcome.result if outcome else None
-        packages.append(
-            {
-                "id": node_id,
-                "name": node.pin.name,
-                "version": node.pin.version,
-                "python": planned.interpreter.tag,
-                "kind": node.kind.value,
-                "provenance": node.provenance.value,
-                "status": outcome.status.value if outcome else "not-run",
-                "reason": outcome.reason if outcome else None,
-                "key": planned.key,
-                "inputs": {
-                    "sdist": node.pin.sdist.url if node.pin.sdist else None,
-                    "sdist_sha256": planned.sdist_sha256,
-                    "project": str(node.pin.project_dir) if node.pin.project_dir else None,
-                    "patches": [str(p) for p in planned.patches],
-                    "settings": planned.settings.key_material(),
-                    "build_requires": list(node.build_requires),
-                    "build_env": list(planned.build_pins),
-                },
-                "build_deps": list(node.build_deps),
-                "wheel": outcome.wheel.name if outcome and outcome.wheel else None,
-                "seconds": job.seconds if job else 0.0,
-                "timings": job.timings if job else {},
-                "compiler_cache": job.compiler_cache if job else None,
-                "worker": job.worker if job else None,
-                "error": job.error if job else None,
-                "log": job.log_path if job else None,
-                "kept": job.kept if job else None,
-            }
-        )
-    return {
+    run = {
         "kiln_version": __version__,
-        "format": 1,
         "outdir": str(result.outdir),
         "build_deps": request.build_deps,
         "jobs": request.job_count,
         "seconds": round(result.seconds, 3),
-        "ok": result.ok,
-        "counts": {s.value: result.count(s) for s in Status},
-        "cycles": [{"seed": seed, "cycle": cycle} for seed, cycle in result.cycles],
+        "pythons": sorted({p.interpreter.tag for p in plan.planned.values()}),
         "pins": {key: str(path) for key, path in result.pins_files.items()},
-        "packages": packages,
     }
+    inputs = {
+        node_id: {
+            "sdist_sha256": planned.sdist_sha256,
+            "patches": [str(p) for p in planned.patches],
+            "settings": planned.settings.key_material(),
+            "build_env": list(planned.build_pins),
+        }
+        for node_id, planned in plan.planned.items()
+    }
+    nodes = [planned.node for planned in plan.planned.values()]
+    write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs)
 
 
 def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
@@ -355,12 +339,24 @@ def _with_index_options(environ: dict[str, str], request: WheelhouseRequest) -> 
     return environ
 
 
-def _new_run_dir(bucket: Path) -> Path:
-    import tempfile
+def _new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
+    """A new directory for one run, with its lock held (see kiln.layout's convention)."""
+    import secrets
 
-    runs = bucket / "runs"
-    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=runs))
+    from kiln.layout import lock_beside
+    from kiln.locks import FileLock
+
+    bucket.mkdir(parents=True, exist_ok=True, mode=0o700)
+    while True:
+        place = bucket / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+        lock = FileLock(lock_beside(place))
+        lock.acquire_exclusive()
+        try:
+            place.mkdir(mode=0o700)
+        except FileExistsError:
+            lock.release()
+            continue
+        return place, lock
 
 
 def _safe(node_id: str) -> str:

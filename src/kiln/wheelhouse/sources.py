@@ -24,6 +24,7 @@ from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from kiln.errors import EXIT_ENVIRONMENT, ConfigError, KilnError, SdistError, UsageError
+from kiln.layout import SDISTS
 from kiln.wheelhouse.model import FileRef
 
 if sys.version_info >= (3, 11):
@@ -33,7 +34,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 logger = logging.getLogger(__name__)
 
-SDISTS = "sdists-v1"
 _CHUNK = 1 << 20
 # Seconds a download may stall before it fails.
 _TIMEOUT = 60
