@@ -71,7 +71,7 @@ def cancelled_result(spec: JobSpec) -> JobResult:
     return JobResult(node=spec.node, ok=False, exit_code=130, error="cancelled")
 
 
-@dataclass
+@dataclass(eq=False)  # each job is itself, whatever its fields
 class _Job:
     spec: JobSpec
     process: subprocess.Popen[bytes] | None = None
@@ -99,6 +99,8 @@ class LocalPool:
         # Reentrant: cancelling a queued future runs its done callback (_forget) at once.
         self._lock = threading.RLock()
         self._jobs: dict[Future[JobResult], _Job] = {}
+        # Every job not yet over, the futures of which close() may not know.
+        self._live: set[_Job] = set()
         self._closed = False
         self._reaper = GroupReaper.get()
 
@@ -107,6 +109,7 @@ class LocalPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the pool is closed")
+            self._live.add(job)
             future = self._threads.submit(self._run, job)
             self._jobs[future] = job
         future.add_done_callback(self._forget)
@@ -114,26 +117,35 @@ class LocalPool:
 
     def cancel(self, futures: Collection[Future[JobResult]]) -> None:
         running: list[subprocess.Popen[bytes]] = []
+        ours = []
         with self._lock:
             for future in futures:
                 job = self._jobs.get(future)
-                if job is None or future.cancel():
+                if job is None or future.cancel():  # over, or never started
                     continue
+                ours.append(future)
                 # Not started yet, it sees this and starts nothing; else it is stopped here.
                 job.cancelled = True
                 if job.process is not None:
                     running.append(job.process)
         stop_jobs(running)
-        wait_for(futures)
+        wait_for(ours)  # each job's thread reads what its process left
 
     def close(self) -> None:
+        """Stop every job still running (those queued never start) and wait for them."""
         with self._lock:
             self._closed = True
-            futures = list(self._jobs)
+            running = [job.process for job in self._live if job.process is not None]
         try:
-            self.cancel(futures)
+            stop_jobs(running)
         finally:
-            self._threads.shutdown(wait=True)
+            self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _forget(self, future: Future[JobResult]) -> None:
         with self._lock:
@@ -141,6 +153,13 @@ class LocalPool:
 
     def _run(self, job: _Job) -> JobResult:
         """In a pool thread: run one job's process to its end, and read its result."""
+        try:
+            return self._run_process(job)
+        finally:
+            with self._lock:
+                self._live.discard(job)
+
+    def _run_process(self, job: _Job) -> JobResult:
         spec = job.spec
         files = job_dir(spec)
         files.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -156,7 +175,7 @@ class LocalPool:
         command = [self.python, "-m", "kiln.wheelhouse.job", str(spec_file), str(result_file)]
         started = time.monotonic()
         with output_file.open("wb") as output, self._lock:
-            if job.cancelled:
+            if job.cancelled or self._closed:
                 return cancelled_result(spec)
             job.process = subprocess.Popen(
                 command,

@@ -144,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok=False,
             exit_code=_exit_status(interrupt),
             error=f"interrupted{_by(interrupt)}",
+            log_path=str(kept.log) if kept else None,
             kept=str(kept.run_dir) if kept else None,
         )
         write_json(result_file, result.to_json(), indent=2, private=True)
