@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kiln.wheelhouse.request import WheelhouseRequest
     from kiln.wheelhouse.run import WheelhouseResult
+    from kiln.wheelhouse.scheduler import Event
 
 DESCRIPTION = """\
 Build a whole dependency tree from source into a wheelhouse: the wheels, a PEP 503
@@ -217,23 +218,26 @@ class _ProgressPrinter:
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
 
-    def __call__(self, event: object) -> None:
+    def __call__(self, event: Event) -> None:
         if self.verbosity < 0:
             return
-        from kiln.wheelhouse.model import JobResult
+        from kiln.wheelhouse.model import Status
 
-        kind = getattr(event, "kind", None)
-        node = getattr(event, "node", "?")
-        result = getattr(event, "result", None)
-        if kind == "started" and self.verbosity > 0:
-            print(f"* building {node}", file=sys.stderr)
-        elif kind == "finished" and isinstance(result, JobResult):
-            where = f" on {result.worker}" if result.worker != "local" else ""
-            if result.ok:
-                print(f"* built {node} in {result.seconds:.1f} s{where}", file=sys.stderr)
-            else:
-                first = (result.error or "failed").splitlines()[0]
-                print(f"kiln: {node} failed{where}: {first}", file=sys.stderr)
+        outcome = event.outcome
+        if event.kind == "started":
+            if self.verbosity > 0:
+                print(f"* building {event.node}", file=sys.stderr)
+            return
+        if outcome is None:
+            return
+        job = outcome.result
+        where = f" on {job.worker}" if job is not None and job.worker != "local" else ""
+        progress = f"[{event.done}/{event.total}]"
+        if outcome.status is Status.BUILT and job is not None:
+            print(f"* {progress} built {event.node} in {job.seconds:.1f} s{where}", file=sys.stderr)
+        elif outcome.status is Status.FAILED:
+            first = ((job.error if job else None) or outcome.reason or "failed").splitlines()[0]
+            print(f"kiln: {progress} {event.node} failed{where}: {first}", file=sys.stderr)
 
 
 def _print_summary(result: WheelhouseResult, verbosity: int) -> None:

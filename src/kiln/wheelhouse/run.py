@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,10 +146,11 @@ class _Run:
         return planner.plan(self._interpreters(), pins_dir=self.outdir)
 
     def _interpreters(self) -> list[Interpreter]:
-        from kiln.interpreters import current_interpreter, find_interpreter
+        from kiln.interpreters import find_interpreter
 
         if not self.request.pythons:
-            return [current_interpreter()]
+            # The interpreter running kiln, which builds when no --python is given.
+            return [find_interpreter(sys.executable, self.environ)]
         found = [find_interpreter(spec, self.environ) for spec in self.request.pythons]
         return list({i.key: i for i in found}.values())
 
@@ -182,10 +184,7 @@ class _Run:
         wanted = [n for n in plan.graph.topological() if n not in self.outcomes]
         if not wanted:
             return
-        deps = {
-            n: [d for d in plan.planned[n].node.build_deps if d in wanted or self._bad(d)]
-            for n in wanted
-        }
+        deps = {n: [d for d in plan.planned[n].node.build_deps if d in wanted] for n in wanted}
         jobs = self.request.job_count
         pool = executor if executor is not None else LocalPool(jobs)
         try:
@@ -205,10 +204,6 @@ class _Run:
             previous = self.outcomes.get(node_id)
             if previous is None or previous.status is not Status.BUILT:
                 self.outcomes[node_id] = outcome
-
-    def _bad(self, node_id: str) -> bool:
-        outcome = self.outcomes.get(node_id)
-        return outcome is not None and outcome.status not in GOOD
 
     def _job_spec(self, node_id: str) -> JobSpec:
         from kiln.wheelhouse.jobspecs import job_spec

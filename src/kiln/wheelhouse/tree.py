@@ -218,7 +218,6 @@ class TreePlanner:
                 if len(self.planned) > before and dep.node.provenance is Provenance.SOURCE:
                     pending.append(dep)
             node.build_deps = tuple(d for d in deps if d != node.id)
-            self.graph.set_build_deps(node.id, node.build_deps)
 
     def _resolve_build_set(
         self,
