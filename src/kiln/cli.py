@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --no-isolation, do not check the build requirements",
     )
     env.add_argument(
+        "-p",
+        "--python",
+        metavar="SPEC",
+        help="build for this interpreter: a version (3.12, 3.12.1), a tag (cp312), "
+        "a path, or a command on PATH; versions are also looked for under pyenv "
+        "(default: the interpreter running kiln)",
+    )
+    env.add_argument(
         "--installer",
         choices=INSTALLER_CHOICES,
         default="auto",
