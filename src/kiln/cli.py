@@ -292,7 +292,7 @@ def _head_start(args: argparse.Namespace) -> HeadStart | None:
         return None
     from kiln.headstart import start_for_build
 
-    return start_for_build(Path(args.source), args.cache_dir, args.hook_runner)
+    return start_for_build(Path(args.source), args.cache_dir, args.hook_runner, args.python)
 
 
 def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:

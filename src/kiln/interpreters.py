@@ -211,21 +211,30 @@ def _candidates(spec: str, environ: Mapping[str, str]) -> Iterator[Path]:
         if implementation == "pypy"
         else [f"python{major_minor}", f"python{numbers[0]}", "python"]
     )
+    shims = _pyenv_root(environ) / "shims"
     for name in names:
         found = shutil.which(name, path=environ.get("PATH", os.defpath))
-        if found is not None:
+        # pyenv's shims are scripts that start pyenv (a tenth of a second each) to
+        # run one of the versions below, which are looked at directly instead.
+        if found is not None and Path(found).parent != shims:
             yield Path(found)
     yield from _pyenv_candidates(environ, implementation, numbers)
+
+
+def _pyenv_root(environ: Mapping[str, str]) -> Path:
+    """``$PYENV_ROOT``, else ``~/.pyenv``."""
+    if environ.get("PYENV_ROOT"):
+        return Path(environ["PYENV_ROOT"])
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / ".pyenv"
 
 
 def _pyenv_candidates(
     environ: Mapping[str, str], implementation: str, numbers: tuple[str, ...]
 ) -> Iterator[Path]:
     """pyenv's installed versions that may match, newest first."""
-    home = environ.get("HOME")
-    root = environ.get("PYENV_ROOT") or (Path(home) if home else Path.home()) / ".pyenv"
     try:
-        entries = list(Path(root, "versions").iterdir())
+        entries = list((_pyenv_root(environ) / "versions").iterdir())
     except OSError:
         return
     found = []

@@ -32,7 +32,7 @@ from kiln.errors import (
     DiskFullError,
     UsageError,
 )
-from kiln.headstart import HeadStart
+from kiln.headstart import HeadStart, plans_key
 from kiln.hooks import Backend
 from kiln.hooks.runners import RunnerPool, hand_head_start
 from kiln.outcome import RunPlaces, disk_full_is_an_error, settled
@@ -207,7 +207,8 @@ def _session(
         stack.callback(close_runners)  # once, and before the run is settled
         if workspace.worker_plans is not None:
             # As early as can be: it starts while kiln sets up the rest.
-            hand_head_start(parts.runners, workspace.worker_plans, source.path, head_start)
+            plans_for = plans_key(source.path, plan.python)
+            hand_head_start(parts.runners, workspace.worker_plans, plans_for, head_start)
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)

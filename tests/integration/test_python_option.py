@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +118,24 @@ def test_a_bad_python_is_one_line_and_exit_2(
     assert error_line(completed.stderr).startswith(message)
     assert completed.stderr.count("\n") == 1, completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+STARTED_AHEAD = re.compile(r"hook runner: warm \(worker \d+, hatchling.build, started ahead\)")
+
+
+def test_each_interpreter_keeps_its_own_worker_plan(
+    project: ProjectFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    version = target("3.12").dotted_version
+    source = project("hatchling_project")
+
+    def build(**options: str) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="kiln.hooks.warm"):
+            kiln.build(source, tmp_path / "out", "wheel", hook_runner="warm", **options)  # type: ignore[arg-type]
+        return caplog.text
+
+    assert not STARTED_AHEAD.search(build(python=version))
+    build()  # another interpreter's build of the same project in between
+    # The 3.12 build's plan was not replaced by the other: its worker starts ahead.
+    assert STARTED_AHEAD.search(build(python=version))

@@ -106,6 +106,18 @@ def test_a_version_not_on_path_is_found_under_pyenv_newest_first(machine: FakeMa
     assert find_interpreter("3.10", machine.environ).path == newest
 
 
+def test_pyenv_shims_on_path_are_passed_over_for_the_versions_behind_them(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shim = machine._add(machine.pyenv / "shims" / "python3.12", (3, 12, 1), "cpython")
+    behind = machine.in_pyenv("3.12.1", (3, 12, 1))
+    environ = {**machine.environ, "PATH": f"{shim.parent}:{machine.bin}"}
+    assert find_interpreter("3.12", environ).path == behind
+    assert shim not in machine.asked, "a shim starts pyenv: slow, and not needed"
+    # Named as a command, the shim is what the user asked for.
+    assert find_interpreter("python3.12", environ).path == shim
+
+
 def test_a_full_version_picks_that_release(machine: FakeMachine) -> None:
     machine.in_pyenv("3.10.13", (3, 10, 13))
     older = machine.in_pyenv("3.10.2", (3, 10, 2))
