@@ -129,6 +129,33 @@ class Interpreter:
 _queried: dict[str, Interpreter] = {}
 
 
+def to_json(interpreter: Interpreter) -> dict[str, Any]:
+    """``interpreter`` as plain JSON data, for a process that builds for it (a
+    wheelhouse job): :func:`remember` there spares it the query."""
+    return {
+        # The query's own names, which remember() reads back.
+        "base_executable": str(interpreter.path),
+        "version": list(interpreter.version),
+        "implementation": interpreter.implementation,
+        "platform": interpreter.platform,
+        "sys_version": interpreter.sys_version,
+        "site_packages": list(interpreter.site_packages),
+        "markers": dict(interpreter.markers),
+        "compilers": dict(interpreter.compilers),
+    }
+
+
+def remember(answer: Mapping[str, Any]) -> Interpreter | None:
+    """Take :func:`to_json`'s data as the answer its interpreter would give, so that
+    :func:`find_interpreter` with its path asks no process; None if it is not that
+    data or names no file."""
+    interpreter = _from_answer(dict(answer))
+    if interpreter is None or not interpreter.path.is_file():
+        return None
+    _queried[os.path.realpath(interpreter.path)] = interpreter
+    return interpreter
+
+
 def find_interpreter(spec: str, environ: Mapping[str, str]) -> Interpreter:
     """The interpreter ``spec`` names; a UsageError naming ``spec`` when there is none.
 

@@ -6,6 +6,7 @@ fake executables (tests/integration/test_python_option.py runs real ones).
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from kiln.compilers.setuptools import wrap_compilers
 from kiln.environments.cached import EnvironmentKey
 from kiln.environments.virtual import site_packages
 from kiln.errors import UsageError
-from kiln.interpreters import Interpreter, find_interpreter
+from kiln.interpreters import Interpreter, find_interpreter, remember, to_json
+from kiln.interpreters import query as real_query
 from kiln.options import environment_defaults
 from kiln.planning import plan_build
 from kiln.project import SourceInput
@@ -270,3 +272,22 @@ def test_with_python_the_parts_get_the_interpreter(
     assert parts.interpreter is not None
     assert parts.interpreter.version == (3, 12, 1)
     assert parts.provider.interpreter is parts.interpreter  # type: ignore[attr-defined]
+
+
+def test_an_interpreter_handed_to_another_process_needs_no_query(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = machine.in_pyenv("3.12.1", (3, 12, 1))
+    known = machine.answers[path]
+    data = json.loads(json.dumps(to_json(known)))
+    # In the other process: no interpreter answers; what was handed over does.
+    monkeypatch.setattr("kiln.interpreters.query", real_query)
+    monkeypatch.setattr("kiln.interpreters._queried", {})
+    monkeypatch.setattr(subprocess, "run", refuse_processes)
+    assert remember(data) == known
+    assert find_interpreter(str(path), machine.environ) == known
+    assert remember({"path": str(path)}) is None
+
+
+def refuse_processes(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"a process was started: {args}")
