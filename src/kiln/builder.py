@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from kiln.compilers import CompilerCache
     from kiln.constraints import ConstraintFiles
     from kiln.installers import Installer
+    from kiln.interpreters import Interpreter
 
 logger = logging.getLogger("kiln")
 
@@ -95,6 +96,13 @@ def assemble_parts(plan: BuildPlan, environ: Mapping[str, str]) -> Parts:
         # read once); a missing or unreadable one is a UsageError.
         constraints = read_constraints(list(plan.constraints))
     compiler_cache = _compiler_cache(plan, environ)
+    interpreter = None
+    if plan.python is not None:
+        from kiln.interpreters import find_interpreter
+
+        # A bad --python stops the build here, before anything is claimed.
+        interpreter = find_interpreter(plan.python, environ)
+        logger.info("Building for %s", interpreter.describe())
     installer = None
     if plan.installer is not None:
         from kiln.installers import select_installer
@@ -102,9 +110,10 @@ def assemble_parts(plan: BuildPlan, environ: Mapping[str, str]) -> Parts:
         installer = select_installer(plan.installer)
     return Parts(
         runners=select_runner_pool(plan.hook_runner),
-        provider=StandardProviders(installer, constraints),
+        provider=StandardProviders(installer, constraints, interpreter),
         installer=installer,
         compiler_cache=compiler_cache,
+        interpreter=interpreter,
     )
 
 
@@ -127,11 +136,18 @@ def _compiler_cache(plan: BuildPlan, environ: Mapping[str, str]) -> CompilerCach
 
 class StandardProviders:
     """kiln's environment providers, by the plan's kind: the current interpreter,
-    the user's --env-dir, a throwaway one (--fresh-env), or the cache (the default)."""
+    the user's --env-dir, a throwaway one (--fresh-env), or the cache (the default);
+    isolated ones made from ``interpreter`` (--python), else from the running one."""
 
-    def __init__(self, installer: Installer | None, constraints: ConstraintFiles) -> None:
+    def __init__(
+        self,
+        installer: Installer | None,
+        constraints: ConstraintFiles,
+        interpreter: Interpreter | None = None,
+    ) -> None:
         self.installer = installer
         self.constraints = constraints
+        self.interpreter = interpreter
 
     def __call__(
         self,
@@ -169,8 +185,13 @@ class StandardProviders:
                 base_environ=environ,
                 refresh=plan.refresh,
                 ttl=plan.env_ttl,
+                interpreter=self.interpreter,
             )
         location = env_dir.path if env_dir is not None else workspace.root / "env"
         return FreshVirtualEnvProvider(
-            location, installer=installer, constraints=constraints, base_environ=environ
+            location,
+            installer=installer,
+            constraints=constraints,
+            base_environ=environ,
+            interpreter=self.interpreter,
         )

@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --no-isolation, do not check the build requirements",
     )
     env.add_argument(
+        "-p",
+        "--python",
+        metavar="SPEC",
+        help="build for this interpreter: a version (3.12, 3.12.1), a tag (cp312), "
+        "a path, or a command on PATH; versions are also looked for under pyenv "
+        "(default: the interpreter running kiln)",
+    )
+    env.add_argument(
         "--installer",
         choices=INSTALLER_CHOICES,
         default="auto",
@@ -289,7 +297,7 @@ def _head_start(args: argparse.Namespace) -> HeadStart | None:
         return None
     from kiln.headstart import start_for_build
 
-    return start_for_build(Path(args.source), args.cache_dir, args.hook_runner)
+    return start_for_build(Path(args.source), args.cache_dir, args.hook_runner, args.python)
 
 
 def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:

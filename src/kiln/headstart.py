@@ -334,14 +334,23 @@ def start(plans: Path, source: Path) -> HeadStart | None:
     return HeadStart(plans, source, plan, launched) if isinstance(launched, Launched) else None
 
 
-def start_for_build(source: Path, cache_dir: Path | None, hook_runner: str) -> HeadStart | None:
+def plans_key(source: Path, python: str | None) -> Path:
+    """What a build's plan is kept under: its source, or for a ``--python`` build
+    the source and the spec, so that builds of one project for several
+    interpreters each start their own worker ahead. A key, never opened."""
+    return source if python is None else Path(f"{source}#python={python}")
+
+
+def start_for_build(
+    source: Path, cache_dir: Path | None, hook_runner: str, python: str | None = None
+) -> HeadStart | None:
     """The head start for a build of ``source`` with a cached environment, given the
-    --cache-dir and --hook-runner options (their KILN_* defaults filled in already);
-    None where the hooks are to run plain."""
+    --cache-dir, --hook-runner and --python options (their KILN_* defaults filled in
+    already); None where the hooks are to run plain."""
     if hook_runner == "plain":
         return None
     try:
         place = project_place(resolve_cache_dir(cache_dir), source_label(source))
     except (OSError, RuntimeError):  # no home directory, say: the build will say so
         return None
-    return start(worker_plans(place), absolute_source(source))
+    return start(worker_plans(place), plans_key(absolute_source(source), python))

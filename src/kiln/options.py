@@ -36,6 +36,7 @@ ENV_TTL_ENV = "KILN_ENV_TTL"
 HOOK_RUNNER_ENV = "KILN_HOOK_RUNNER"
 COMPILER_CACHE_ENV = "KILN_COMPILER_CACHE"
 COMPILER_CACHE_REMOTE_ENV = "KILN_COMPILER_CACHE_REMOTE"
+PYTHON_ENV = "KILN_PYTHON"
 
 # Each variable, the request field it gives a default to, and the field's values
 # that leave it to the variable. An empty variable counts as unset.
@@ -47,6 +48,7 @@ VARIABLES: tuple[tuple[str, str, tuple[object, ...]], ...] = (
     # `--compiler-cache auto` takes the variable too when it is set (docs/cli.md).
     (COMPILER_CACHE_ENV, "compiler_cache", (None, "auto")),
     (COMPILER_CACHE_REMOTE_ENV, "compiler_cache_remote", (None,)),
+    (PYTHON_ENV, "python", (None,)),
 )
 
 
@@ -61,7 +63,8 @@ def environment_defaults(
     environment directory is removed after success: a library call should not
     pick one up from its process). ``KILN_ENV_TTL`` is read only where the
     request uses a cached environment, so a bad value does not stop a build
-    that has no use for it.
+    that has no use for it; ``KILN_PYTHON`` only where the build is isolated
+    (``--no-isolation`` builds with the running interpreter, whatever it says).
     """
     filled: dict[str, Any] = {}
     for variable, name, unset in VARIABLES:
@@ -71,6 +74,8 @@ def environment_defaults(
         if name == "env_dir" and not read_env_dir:
             continue
         if name == "env_ttl" and not _uses_cached_environment({**options, **filled}):
+            continue
+        if name == "python" and options.get("isolation", True) is not True:
             continue
         filled[name] = _parse(variable, name, value)
     return filled
@@ -92,7 +97,7 @@ def _parse(variable: str, name: str, value: str) -> object:
             return float(value)
         except ValueError:
             raise UsageError(f"{variable}={value!r} is not a number of seconds") from None
-    if name == "compiler_cache_remote":
+    if name in ("compiler_cache_remote", "python"):
         return value
     choices: tuple[str, ...]
     if name == "hook_runner":

@@ -32,7 +32,7 @@ from kiln.errors import (
     DiskFullError,
     UsageError,
 )
-from kiln.headstart import HeadStart
+from kiln.headstart import HeadStart, plans_key
 from kiln.hooks import Backend
 from kiln.hooks.runners import RunnerPool, hand_head_start
 from kiln.outcome import RunPlaces, disk_full_is_an_error, settled
@@ -53,6 +53,7 @@ from kiln.workspace import Workspace, new_run_id
 if TYPE_CHECKING:
     from kiln.compilers import CompilerCache
     from kiln.installers import Installer
+    from kiln.interpreters import Interpreter
 
 logger = logging.getLogger("kiln")
 
@@ -86,6 +87,8 @@ class Parts:
     provider: ProviderFactory
     installer: Installer | None = None
     compiler_cache: CompilerCache | None = None
+    # The interpreter isolated environments are made from (--python); None: kiln's.
+    interpreter: Interpreter | None = None
     # Starts the user's own sccache server for the build's environment variables.
     users_sccache: Callable[[Mapping[str, str]], None] = start_users_sccache
 
@@ -204,7 +207,8 @@ def _session(
         stack.callback(close_runners)  # once, and before the run is settled
         if workspace.worker_plans is not None:
             # As early as can be: it starts while kiln sets up the rest.
-            hand_head_start(parts.runners, workspace.worker_plans, source.path, head_start)
+            plans_for = plans_key(source.path, plan.python)
+            hand_head_start(parts.runners, workspace.worker_plans, plans_for, head_start)
         workspace.log.section(f"kiln {__version__} building {source.path}")
         if cache is not None:
             cache.prune(keep_running=workspace.root)
@@ -217,6 +221,9 @@ def _session(
             python=sys.executable,
             log_path=workspace.log.path,
         )
+        if parts.interpreter is not None:
+            result.python = str(parts.interpreter.path)
+            result.python_version = parts.interpreter.dotted_version
         build_environ = workspace.subprocess_environ(environ)
         if parts.compiler_cache is not None:
             build_environ = parts.compiler_cache.environ(
@@ -225,6 +232,7 @@ def _session(
                 place=workspace.place,
                 work_dir=workspace.root / "compiler-cache",
                 remote=plan.compiler_cache_remote,
+                compilers=parts.interpreter.compilers if parts.interpreter else None,
             )
             stack.callback(_report_compiler_cache, parts.compiler_cache, plan, result)
         if may_run_users_sccache(build_environ):

@@ -62,6 +62,8 @@ class BuildPlan:
     refresh: bool = False
     # Seconds a cached environment from unpinned requirements is reused; None: a day.
     env_ttl: float | None = None
+    # The --python spec; None: the interpreter running kiln.
+    python: str | None = None
 
 
 def plan_build(request: BuildRequest, source: SourceInput, *, artifacts: bool = True) -> BuildPlan:
@@ -98,6 +100,7 @@ def plan_build(request: BuildRequest, source: SourceInput, *, artifacts: bool = 
         check_requirements=not request.skip_dependency_check,
         refresh=request.refresh,
         env_ttl=request.env_ttl,
+        python=request.python,
     )
 
 

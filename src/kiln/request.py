@@ -67,6 +67,9 @@ class BuildRequest:
     # Seconds a cached environment resolved from unpinned requirements is reused
     # before it is resolved again; None: a day. No option: $KILN_ENV_TTL fills it in.
     env_ttl: float | None = None
+    # The interpreter to build for (--python: "3.12", "cp312", a path or a command
+    # name; kiln.interpreters.find_interpreter); None: the one running kiln.
+    python: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.distributions if d not in DISTRIBUTIONS]
@@ -106,6 +109,11 @@ class BuildRequest:
                 )
             return
         # --no-isolation: the options about isolated environments mean nothing.
+        if self.python is not None:
+            raise UsageError(
+                "--python makes a build environment from another interpreter; with "
+                "--no-isolation kiln builds with the one running it (run that one's kiln)"
+            )
         if self.installer != "auto":
             raise UsageError("--installer has no effect with --no-isolation")
         if self.env_dir is not None:
@@ -155,6 +163,7 @@ class BuildOptions(TypedDict, total=False):
     compiler_cache: CompilerCacheChoice | None
     compiler_cache_remote: str | None
     env_ttl: float | None
+    python: str | None
 
 
 # The fields the API takes positionally, before the options.

@@ -68,6 +68,9 @@ class BuildResult:
     # The compiler cache's tool, and this build's hits and misses, when one was on.
     compiler_cache: dict[str, Any] | None = None
     seconds: float = 0.0
+    # The version of ``python`` ("3.12.1"), which the build environments were made
+    # from (--python), else the one running kiln.
+    python_version: str = field(default_factory=lambda: sys.version.split()[0])
 
     def report(self) -> dict[str, Any]:
         """The JSON-ready report that ``--report`` writes."""
@@ -80,6 +83,7 @@ class BuildResult:
             "isolated": self.isolated,
             "installer": self.installer,
             "python": self.python,
+            "python_version": self.python_version,
             "platform": sys.platform,
             "log": str(self.log_path) if self.log_path else None,
             "seconds": round(self.seconds, 3),

@@ -47,6 +47,7 @@ class CompilerCache(Protocol):
         work_dir: Path,
         remote: str | None,
         place: Path | None = None,
+        compilers: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """``base`` plus the variables that route every compiler through this cache.
 
@@ -55,7 +56,9 @@ class CompilerCache(Protocol):
         the project's place below it (kiln.workspace), where the sources are
         unpacked; sccache needs it as a base directory of its own. ``work_dir``
         is this run's scratch directory (created if need be); ``remote`` a
-        remote storage URL, or None. ``base`` is not modified.
+        remote storage URL, or None. ``base`` is not modified. ``compilers``: the
+        target interpreter's sysconfig ``CC`` and ``CXX`` (--python), which setuptools
+        would use there; None: the running interpreter's.
 
         Call it once per build, right before the build: this build's count of
         compilations starts here, and for sccache its server.

@@ -40,10 +40,13 @@ class BaseCompilerCache:
         work_dir: Path,
         remote: str | None,
         place: Path | None = None,
+        compilers: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """See :meth:`kiln.compilers.CompilerCache.environ`."""
         environ = dict(base)
-        wrap_compilers(environ, cache_name=self.name, executable=self.executable)
+        wrap_compilers(
+            environ, cache_name=self.name, executable=self.executable, configured=compilers
+        )
         set_launchers(environ, self.cmake_launcher())
         self._configure(
             environ,

@@ -26,8 +26,15 @@ logger = logging.getLogger(__name__)
 COMPILERS = (("CC", "cc"), ("CXX", "c++"))
 
 
-def wrap_compilers(environ: dict[str, str], *, cache_name: str, executable: str) -> None:
-    """Put the cache in front of ``CC`` and ``CXX``: the user's, or setuptools' default."""
+def wrap_compilers(
+    environ: dict[str, str],
+    *,
+    cache_name: str,
+    executable: str,
+    configured: Mapping[str, str] | None = None,
+) -> None:
+    """Put the cache in front of ``CC`` and ``CXX``: the user's, or setuptools' default
+    (the target interpreter's ``configured`` ones when given, else this one's)."""
     if os.name == "nt":
         # setuptools drives MSVC without reading CC/CXX; there is nothing to prefix.
         return
@@ -45,7 +52,8 @@ def wrap_compilers(environ: dict[str, str], *, cache_name: str, executable: str)
             continue
         current = environ.get(variable, "").strip()
         if not current:
-            environ[variable] = f"{launcher} {_default_compiler(variable, fallback, environ)}"
+            default = _default_compiler(variable, fallback, environ, configured)
+            environ[variable] = f"{launcher} {default}"
             continue
         try:
             words = shlex.split(current)
@@ -59,11 +67,18 @@ def wrap_compilers(environ: dict[str, str], *, cache_name: str, executable: str)
         environ[variable] = f"{launcher} {current}"
 
 
-def _default_compiler(variable: str, fallback: str, environ: Mapping[str, str]) -> str:
+def _default_compiler(
+    variable: str,
+    fallback: str,
+    environ: Mapping[str, str],
+    configured_by: Mapping[str, str] | None = None,
+) -> str:
     """The compiler setuptools would use without CC/CXX: the interpreter's own
     (sysconfig's, with its flags), unless that one is not installed here (e.g. a
     path on the machine that built Python), then ``cc``/``c++``."""
-    configured = sysconfig.get_config_var(variable)
+    configured = (
+        sysconfig.get_config_var(variable) if configured_by is None else configured_by.get(variable)
+    )
     if isinstance(configured, str) and configured.strip():
         with contextlib.suppress(ValueError):
             words = shlex.split(configured)

@@ -33,9 +33,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.environments import BuildEnvironment
-from kiln.environments.virtual import VirtualEnvironment, create_virtualenv, interpreter_path
+from kiln.environments.virtual import (
+    VirtualEnvironment,
+    create_virtualenv,
+    describe_python,
+    interpreter_path,
+)
 from kiln.errors import EnvironmentSetupError
 from kiln.fingerprint import LAST_USED_NAME, RECORD_NAME, checksum, fingerprint
 from kiln.installers import Installer
@@ -43,6 +49,9 @@ from kiln.layout import lock_beside
 from kiln.locks import FileLock
 from kiln.process import BuildLog
 from kiln.records import EnvRecord
+
+if TYPE_CHECKING:
+    from kiln.interpreters import Interpreter
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +77,14 @@ class EnvironmentKey:
 
     @classmethod
     def for_requirements(
-        cls, requirements: Sequence[str], installer: str, constraints: Sequence[Path]
+        cls,
+        requirements: Sequence[str],
+        installer: str,
+        constraints: Sequence[Path],
+        interpreter: Interpreter | None = None,
     ) -> EnvironmentKey:
+        """The key for these contents, made from ``interpreter`` (default: the one
+        running kiln; the same interpreter named by --python gives the same key)."""
         from packaging.requirements import Requirement
 
         from kiln.constraints import constraint_inputs, local_input, local_target
@@ -77,11 +92,20 @@ class EnvironmentKey:
         normalized = sorted({str(Requirement(r)) for r in requirements})
         files, local = constraint_inputs(constraints) if constraints else ([], [])
         local += [t for r in normalized if (t := local_target(r)) is not None]
-        return cls(
+        if interpreter is not None:
+            python, version, platform = (
+                str(interpreter.path),
+                interpreter.sys_version,
+                interpreter.platform,
+            )
+        else:
             # The interpreter environments are made from, whichever link or venv ran kiln.
-            python=os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
-            python_version=sys.version,
-            platform=sysconfig.get_platform(),
+            python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+            version, platform = sys.version, sysconfig.get_platform()
+        return cls(
+            python=python,
+            python_version=version,
+            platform=platform,
             installer=installer,
             requirements=tuple(normalized),
             constraints=tuple(checksum(data) for data in files),
@@ -116,6 +140,7 @@ class CachedEnvironment(VirtualEnvironment):
             installer=provider.installer,
             constraints=provider.constraints,
             base_environ=provider.base_environ,
+            interpreter=provider.interpreter,
         )
         self.provider = provider
         self.key = key
@@ -128,7 +153,9 @@ class CachedEnvironment(VirtualEnvironment):
 
         if not requirements or self._promised(requirements):
             return self  # the common case, decided without reading any metadata
-        if not unmet_requirements(requirements, site_packages(self.path)):
+        if not unmet_requirements(
+            requirements, site_packages(self.path, self.interpreter), self.marker_environment
+        ):
             return self
         # Installing here would change what the key promises: use the environment
         # for the full requirement set instead (made, or reused, like this one).
@@ -156,8 +183,11 @@ class CachedEnvProvider:
         base_environ: Mapping[str, str],
         refresh: bool = False,
         ttl: float | None = None,
+        interpreter: Interpreter | None = None,
     ) -> None:
         self.root = root
+        # None: the running interpreter.
+        self.interpreter = interpreter
         self.requirements = tuple(requirements)
         self.installer = installer
         self.constraints = tuple(constraints)
@@ -178,7 +208,9 @@ class CachedEnvProvider:
 
     def environment_for(self, requirements: Sequence[str], log: BuildLog) -> CachedEnvironment:
         """The cached environment holding exactly ``requirements``, made if need be."""
-        key = EnvironmentKey.for_requirements(requirements, self.installer.name, self.constraints)
+        key = EnvironmentKey.for_requirements(
+            requirements, self.installer.name, self.constraints, self.interpreter
+        )
         if key.digest in self._open:
             environment = self._open[key.digest][0]
         else:
@@ -251,10 +283,10 @@ class CachedEnvProvider:
             "Creating build environment %s (%s, %s)",
             path,
             self.installer.name,
-            sys.version.split()[0],
+            describe_python(self.interpreter),
         )
         log.section(f"creating build environment at {path}")
-        create_virtualenv(path)
+        create_virtualenv(path, self.interpreter)
         if key.requirements:
             # Reused by many builds: compile bytecode once, now, not on every import.
             VirtualEnvironment(
@@ -263,6 +295,7 @@ class CachedEnvProvider:
                 constraints=self.constraints,
                 base_environ=self.base_environ,
                 compile_bytecode=True,
+                interpreter=self.interpreter,
             ).satisfy(key.requirements, log)
         record = EnvRecord(key=asdict(key), created=time.time(), fingerprint=fingerprint(path))
         record.write(path / RECORD_NAME)  # last: complete
