@@ -14,7 +14,6 @@ interrupted (SIGINT, SIGTERM, SIGHUP) it writes a cancelled result and exits wit
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import time
@@ -75,14 +74,8 @@ def build_request(spec: JobSpec) -> BuildRequest:
         "compiler_cache": spec.compiler_cache,
         "compiler_cache_remote": spec.compiler_cache_remote,
     }
-    # BuildRequest.python (the target interpreter) arrives with `--python`; until
-    # then a spec can only name the interpreter running kiln.
-    if "python" in {f.name for f in dataclasses.fields(BuildRequest)}:
+    if spec.python is not None:
         options["python"] = spec.python
-    elif spec.python is not None:
-        from kiln.errors import UsageError
-
-        raise UsageError(f"this kiln cannot build for another interpreter ({spec.python})")
     return BuildRequest(**options)
 
 
@@ -91,6 +84,10 @@ def run_job(spec: JobSpec) -> JobResult:
     from kiln.builder import build
 
     started = time.monotonic()
+    if spec.interpreter:
+        from kiln.interpreters import remember
+
+        remember(spec.interpreter)  # the run asked it already: no second query
     try:
         request = build_request(spec)
         result = build(request, environ=compiler_parallelism(spec.environ, spec.cpu_share))

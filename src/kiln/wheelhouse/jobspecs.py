@@ -10,7 +10,6 @@ index is never reused for a build that must use the tree's wheels.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,8 +70,8 @@ def job_spec(
     pins_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     constraints.append(pins_file)
     source = _source(planned, cache_root)
-    python = planned.interpreter.path
-    own = Path(os.path.realpath(sys.executable)) == Path(os.path.realpath(python))
+    from kiln.interpreters import to_json
+
     jobs = request.job_count
     return JobSpec(
         node=node.id,
@@ -81,7 +80,9 @@ def job_spec(
         source=str(source),
         outdir=str(outdir),
         cache_dir=str(cache_root),
-        python=None if own else str(python),
+        # Always named: kiln's own interpreter named gives the same environment.
+        python=str(planned.interpreter.path),
+        interpreter=to_json(planned.interpreter),
         constraints=tuple(str(c) for c in constraints),
         config_settings=dict(planned.settings.config_settings),
         environ=job_environ,

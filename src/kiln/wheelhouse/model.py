@@ -107,6 +107,8 @@ class JobSpec:
     cache_dir: str
     # The target interpreter (a path), or None for the one running kiln.
     python: str | None = None
+    # What the run learnt of it (kiln.interpreters.to_json), so the job need not ask.
+    interpreter: dict[str, Any] | None = None
     constraints: tuple[str, ...] = ()
     config_settings: dict[str, Any] = field(default_factory=dict)
     # The whole environment the build starts from (not an overlay).
