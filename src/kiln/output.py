@@ -43,11 +43,27 @@ def refuse_outdir_in_cache(outdir: Path, cache_dir: Path) -> None:
     """Refuse an output directory inside kiln's cache, which kiln empties and prunes."""
     real_outdir = Path(os.path.realpath(outdir))
     real_cache = Path(os.path.realpath(cache_dir))
+    if _is_wheelhouse_job_dir(real_outdir, real_cache):
+        return
     if real_outdir.is_relative_to(real_cache) or _is_below(real_outdir, real_cache):
         raise UsageError(
             f"output directory {outdir} is inside kiln's cache directory {cache_dir}, whose "
             "contents kiln empties and prunes; choose an output directory outside it (-o)"
         )
+
+
+def _is_wheelhouse_job_dir(outdir: Path, cache_dir: Path) -> bool:
+    """Whether ``outdir`` is a wheelhouse job's own output, inside its run's directory
+    in the cache: the run holds that directory's lock while it lives (so kiln cache
+    clean spares it) and copies each wheel out before it removes it."""
+    from kiln.layout import WHEELHOUSE_RUNS
+
+    try:
+        relative = outdir.relative_to(cache_dir / WHEELHOUSE_RUNS)
+    except ValueError:
+        return False
+    parts = relative.parts
+    return len(parts) == 4 and parts[0].startswith("run-") and parts[1] == "jobs"
 
 
 def _is_below(path: Path, directory: Path) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from kiln.installers import find_uv
 from tests.conftest import installer_offline_environ
 from tests.helpers import FIXTURES, pid_alive, run_kiln, wait_for_file, wheel_files
 
@@ -95,7 +96,7 @@ def test_a_tree_builds_into_an_installable_wheelhouse(
     environ.update(UV_NO_CONFIG="1", UV_OFFLINE="1", UV_CACHE_DIR=str(tmp_path / "uvc"))
     install = subprocess.run(
         [
-            shutil.which("uv") or "uv",
+            find_uv() or "uv",
             "pip",
             "install",
             "--python",
