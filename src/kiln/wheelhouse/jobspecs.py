@@ -15,21 +15,12 @@ from pathlib import Path
 
 from kiln.digests import file_sha256
 from kiln.layout import WHEELHOUSE_RUNS
+from kiln.wheelhouse.indexes import only_find_links
 from kiln.wheelhouse.model import JobSpec
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.tree import PlannedNode
 
 SOURCES = "sources"
-# The variables that say where packages come from: a source-built tree's build
-# environments get the tree's wheels only.
-_INDEX_VARIABLES = (
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_INDEX",
-    "UV_EXTRA_INDEX_URL",
-)
 
 
 def job_spec(
@@ -40,6 +31,7 @@ def job_spec(
     cache_root: Path,
     environ: Mapping[str, str],
     dep_wheels: Sequence[Path],
+    empty_index: Path,
 ) -> JobSpec:
     """The job that builds ``planned``'s wheel; its files go under ``place``."""
     node = planned.node
@@ -60,10 +52,7 @@ def job_spec(
             _link(wheel, links / wheel.name)
             # The wheel's content, so a rebuilt dependency is a new environment.
             lines.append(f"# {wheel.name} sha256={file_sha256(wheel)}")
-        for name in _INDEX_VARIABLES:
-            job_environ.pop(name, None)
-        job_environ["PIP_NO_INDEX"] = job_environ["UV_NO_INDEX"] = "1"
-        job_environ["PIP_FIND_LINKS"] = job_environ["UV_FIND_LINKS"] = str(links)
+        job_environ = only_find_links(job_environ, empty_index, [links])
         lines += [_pin_of(wheel) for wheel in dep_wheels]
     else:
         lines += list(planned.build_pins)

@@ -22,6 +22,7 @@ from typing import Any
 from kiln.errors import KilnError
 from kiln.layout import LOCK_SUFFIX, WHEELHOUSE_RUNS
 from kiln.locks import FileLock
+from kiln.wheelhouse.indexes import EMPTY_INDEX, with_index_options
 from kiln.wheelhouse.jobspecs import SOURCES
 from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Provenance, Status
 from kiln.wheelhouse.request import WheelhouseRequest
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from kiln.wheelhouse.wheelcache import WheelCache
 
 logger = logging.getLogger(__name__)
+
+# The labels of the wheelhouse bucket that every run shares.
+SHARED = (SOURCES, EMPTY_INDEX)
 
 # Statuses that leave a usable wheel (or nothing wanted) behind.
 GOOD = frozenset({Status.BUILT, Status.CACHED, Status.BINARY, Status.SKIPPED})
@@ -95,15 +99,26 @@ class _Run:
         self.request = request
         self.cache_root = cache_root
         self.outdir = outdir
-        self.environ = _with_index_options(environ, request)
+        bucket = cache_root / WHEELHOUSE_RUNS
+        self.empty_index = bucket / EMPTY_INDEX
+        self.environ = with_index_options(
+            environ,
+            index_url=request.index_url,
+            extra_index_urls=request.extra_index_urls,
+            find_links=request.find_links,
+            no_index=request.no_index,
+            empty_index=self.empty_index,
+        )
         self.on_event = on_event or (lambda event: None)
         self.wheel_cache: WheelCache = WheelCache(cache_root)
         # This run's scratch, job directories and outputs, locked while it lives
         # (kiln cache clean spares it); removed at the end.
         self.place, self.place_lock = _new_run_dir(cache_root / WHEELHOUSE_RUNS)
-        # Patched sources live at stable paths beside the runs, shared by them.
-        self.sources_lock = FileLock(cache_root / WHEELHOUSE_RUNS / f"{SOURCES}{LOCK_SUFFIX}")
-        self.sources_lock.acquire_shared()
+        # Patched sources and the empty index live at stable paths beside the runs,
+        # shared by them: held shared, so kiln cache clean spares them.
+        self.shared_locks = [FileLock(bucket / f"{label}{LOCK_SUFFIX}") for label in SHARED]
+        for lock in self.shared_locks:
+            lock.acquire_shared()
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
 
@@ -123,7 +138,8 @@ class _Run:
             remove_tree(self.place)
             self.place_lock.release()
             lock_beside(self.place).unlink(missing_ok=True)
-            self.sources_lock.release()
+            for lock in self.shared_locks:
+                lock.release()
         return result
 
     # -- deciding -------------------------------------------------------------
@@ -217,6 +233,7 @@ class _Run:
             cache_root=self.cache_root,
             environ=self.environ,
             dep_wheels=self._dep_wheels(planned),
+            empty_index=self.empty_index,
         )
 
     def _dep_wheels(self, planned: PlannedNode) -> list[Path]:
@@ -310,28 +327,6 @@ def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
         "build_env": list(planned.build_pins),
         "seconds": result.seconds,
     }
-
-
-def _with_index_options(environ: dict[str, str], request: WheelhouseRequest) -> dict[str, str]:
-    """The index options as the variables pip and uv both read, for every subprocess."""
-    environ = dict(environ)
-    if request.index_url:
-        environ["PIP_INDEX_URL"] = environ["UV_INDEX_URL"] = environ["UV_DEFAULT_INDEX"] = (
-            request.index_url
-        )
-    if request.extra_index_urls:
-        environ["PIP_EXTRA_INDEX_URL"] = environ["UV_EXTRA_INDEX_URL"] = " ".join(
-            request.extra_index_urls
-        )
-    if request.find_links:
-        # After the ones the environment names already: pip splits on spaces, uv on commas.
-        pip_links = [*environ.get("PIP_FIND_LINKS", "").split(), *request.find_links]
-        uv_links = [*filter(None, environ.get("UV_FIND_LINKS", "").split(",")), *request.find_links]
-        environ["PIP_FIND_LINKS"] = " ".join(pip_links)
-        environ["UV_FIND_LINKS"] = ",".join(uv_links)
-    if request.no_index:
-        environ["PIP_NO_INDEX"] = environ["UV_NO_INDEX"] = "1"
-    return environ
 
 
 def _new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
