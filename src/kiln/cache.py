@@ -54,6 +54,8 @@ _PARTIAL_TAG = re.compile(re.escape(TAG_NAME) + r"\.[0-9]+\.partial")
 
 # Logs kept from earlier runs; older ones are removed when a run starts.
 KEPT_LOGS = 50
+# `kiln --timings` without a path: the page goes beside the build's log, named so.
+TIMINGS_SUFFIX = ".timings.html"
 # Failed runs kept for `kiln debug`: the newest few, and none older than a week.
 KEPT_FAILED_RUNS = 5
 FAILED_RUN_MAX_AGE = 7 * 24 * 3600
@@ -165,10 +167,11 @@ class Cache:
         return path
 
     def prune_logs(self, keep: int = KEPT_LOGS) -> None:
-        """Remove all but the newest ``keep`` logs."""
+        """Remove all but the newest ``keep`` logs (and the timings page beside each)."""
         logs = sorted(self.bucket(LOGS).glob("*.log"), key=_modified, reverse=True)
         for old in logs[keep:]:
             old.unlink(missing_ok=True)
+            old.with_suffix(TIMINGS_SUFFIX).unlink(missing_ok=True)
 
     def failed_runs(self) -> list[Path]:
         """Kept failed runs, newest first."""

@@ -58,7 +58,7 @@ Full reference: https://github.com/kiln-build/kiln/tree/main/docs"""
 
 
 # Options that are about the command line's output, not the build: no request field.
-CLI_ONLY = ("metadata", "report", "verbose", "quiet", "help", "version")
+CLI_ONLY = ("metadata", "report", "timings", "verbose", "quiet", "help", "version")
 # The options that make up one request field, where the names differ.
 DISTRIBUTION_FLAGS = {"sdist": "sdist", "wheel": "wheel", "editable": "editable"}
 CONFIG_OPTIONS = ("config_setting", "config_json")
@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         help="write a JSON report of the artifacts and how they were built",
+    )
+    where.add_argument(
+        "--timings",
+        metavar="PATH",
+        nargs="?",
+        const="",
+        help="write an HTML page of where the build's time went (default PATH: "
+        "beside the build's log in the cache; kiln prints where)",
     )
     backend = parser.add_argument_group("backend")
     backend.add_argument(
@@ -241,6 +249,8 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         raise UsageError("--metadata cannot be combined with -s, -w or --editable")
     if args.metadata and args.outdir is not None:
         raise UsageError("--metadata prints to stdout; -o/--outdir has no effect with it")
+    if args.metadata and args.timings is not None:
+        raise UsageError("--metadata builds nothing; --timings has no effect with it")
     if args.report is not None and args.report.is_dir():
         raise UsageError(f"--report {args.report} is a directory; name a file")
     if args.skip_dependency_check and args.isolation:
@@ -316,14 +326,20 @@ def _build(args: argparse.Namespace, head_start: HeadStart | None) -> int:
             print(json.dumps(result.metadata, indent=2, sort_keys=True))
         else:
             from kiln.builder import build
+            from kiln.terminal import build_progress
 
-            result = build(request, head_start=head_start)
+            with build_progress(verbosity):
+                result = build(request, head_start=head_start)
             if verbosity > -2:
                 print(success_line(result))
         if args.report:
             from kiln.result import write_report
 
             write_report(result, args.report)
+        if args.timings is not None:
+            from kiln.terminal import write_build_timings
+
+            write_build_timings(result, args.timings, verbosity)
     except KilnError as error:
         print_error(error, verbosity)
         return error.exit_code

@@ -1,4 +1,4 @@
-"""The one writer of kiln's JSON files: each replaced whole and atomically.
+"""The one writer of kiln's JSON files and the timings page: each replaced whole, atomically.
 
 Their shapes are in :mod:`kiln.records`.
 """
@@ -29,9 +29,14 @@ def write_json(
     Raises OSError naming ``path`` (ENOSPC on a full disk), after removing the
     partial file.
     """
+    text = json.dumps(data, indent=indent) + ("\n" if indent is not None else "")
+    write_text(path, text, private=private)
+
+
+def write_text(path: Path, text: str, *, private: bool = False) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one rename, as :func:`write_json` does."""
     # Named after the file and this process: concurrent writers never share one.
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    text = json.dumps(data, indent=indent) + ("\n" if indent is not None else "")
     try:
         descriptor = os.open(
             partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666

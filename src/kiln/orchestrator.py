@@ -47,7 +47,7 @@ from kiln.output import (
 from kiln.planning import BuildPlan, may_run_users_sccache
 from kiln.project import Project
 from kiln.request import SDIST, WHEEL
-from kiln.result import Artifact, BuildResult, BuildStep
+from kiln.result import ENVIRONMENT_TIMING, Artifact, BuildResult, BuildStep
 from kiln.workspace import Workspace, new_run_id
 
 if TYPE_CHECKING:
@@ -178,7 +178,9 @@ class Session:
         provider = self.run.provider
         assert provider is not None
         self.run.environment_opened = True
-        with provider.open(self.workspace.log) as environment:
+        with contextlib.ExitStack() as stack:
+            with _environment_time(self.result):
+                environment = stack.enter_context(provider.open(self.workspace.log))
             try:
                 yield environment
             finally:
@@ -321,13 +323,26 @@ def _prepare_backend(
 
     Also returns all those requirements, static first.
     """
-    environment = environment.satisfy(project.build_system.requires, session.workspace.log)
+    with _environment_time(session.result):
+        environment = environment.satisfy(project.build_system.requires, session.workspace.log)
     backend = _backend(project, environment, session)
     dynamic = backend.get_requires(distribution, session.config_settings(project, distribution))
-    full = environment.satisfy(dynamic, session.workspace.log)
+    with _environment_time(session.result):
+        full = environment.satisfy(dynamic, session.workspace.log)
     if full is not environment:
         backend = _backend(project, full, session)
     return backend, (*project.build_system.requires, *dynamic)
+
+
+@contextlib.contextmanager
+def _environment_time(result: BuildResult) -> Iterator[None]:
+    """Count the time inside as setting up the build environment (``timings``)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        seconds = time.monotonic() - started
+        result.timings[ENVIRONMENT_TIMING] = result.timings.get(ENVIRONMENT_TIMING, 0.0) + seconds
 
 
 def _backend(project: Project, environment: BuildEnvironment, session: Session) -> Backend:
@@ -339,6 +354,7 @@ def _backend(project: Project, environment: BuildEnvironment, session: Session) 
         handoff_root=session.workspace.hooks,
         record_path=session.workspace.hook_record,
         runner=session.runners.runner(environment, project.build_system, log),
+        timings=session.result.timings,
     )
 
 

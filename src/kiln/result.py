@@ -11,6 +11,9 @@ from typing import Any
 from kiln.errors import UsageError
 from kiln.jsonfiles import write_json
 
+# The key of ``BuildResult.timings`` for the time spent setting up build environments.
+ENVIRONMENT_TIMING = "environment"
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -68,6 +71,9 @@ class BuildResult:
     # The compiler cache's tool, and this build's hits and misses, when one was on.
     compiler_cache: dict[str, Any] | None = None
     seconds: float = 0.0
+    # Seconds spent setting up the build environment ("environment") and in each
+    # hook (by hook name), summed over the build's distributions.
+    timings: dict[str, float] = field(default_factory=dict)
     # The version of ``python`` ("3.12.1"), which the build environments were made
     # from (--python), else the one running kiln.
     python_version: str = field(default_factory=lambda: sys.version.split()[0])
@@ -111,6 +117,7 @@ class BuildResult:
         if self.metadata is not None:
             report["metadata"] = self.metadata
         report["compiler_cache"] = self.compiler_cache
+        report["timings"] = {name: round(s, 3) for name, s in self.timings.items()}
         return report
 
 

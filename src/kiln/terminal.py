@@ -3,11 +3,23 @@ failed build, the success line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TextIO
 
 from kiln.environments.envdir import RUN_DIR_NAME
-from kiln.errors import BackendError, DiskFullError, Interrupted, KilnError, Terminated
+from kiln.errors import (
+    BackendError,
+    DiskFullError,
+    Interrupted,
+    KilnError,
+    Terminated,
+    UsageError,
+)
 from kiln.result import BuildResult
 
 
@@ -15,6 +27,26 @@ def success_line(result: BuildResult) -> str:
     names = [artifact.name for artifact in result.artifacts]
     listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     return f"Successfully built {listed} in {result.outdir}"
+
+
+def write_build_timings(result: BuildResult, path: str, verbosity: int) -> Path:
+    """``kiln --timings[=PATH]``: the build's timings page, at PATH or beside its log."""
+    from kiln.cache import TIMINGS_SUFFIX
+    from kiln.timings import build_html, write_html
+
+    if path:
+        target = Path(path)
+    elif result.log_path is not None:
+        target = result.log_path.with_suffix(TIMINGS_SUFFIX)
+    else:
+        raise UsageError("this build kept no log to put the timings page beside: --timings=PATH")
+    try:
+        write_html(target, build_html(result.report()))
+    except OSError as error:
+        raise UsageError(f"cannot write --timings {target}: {error.strerror or error}") from error
+    if verbosity > -2:
+        print(f"timings: {target}", file=sys.stderr)
+    return target
 
 
 def print_error(error: KilnError, verbosity: int) -> None:
@@ -71,6 +103,66 @@ class _ProgressFormatter(logging.Formatter):
         return f"  [{record.name}] {message}"
 
 
+def live_display_wanted(
+    verbosity: int, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Whether to draw status lines in place: on a terminal only (not a pipe or a CI
+    log), not with -q (less) or -v (the backend's output streams), not on a dumb
+    terminal, and only with ``rich`` installed. Imports nothing heavy."""
+    import importlib.util
+
+    stream = sys.stderr if stream is None else stream
+    environ = os.environ if environ is None else environ
+    if verbosity != 0 or environ.get("TERM") == "dumb":
+        return False
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+    return importlib.util.find_spec("rich") is not None
+
+
+@contextlib.contextmanager
+def build_progress(verbosity: int) -> Iterator[None]:
+    """While a single build runs: on a terminal, a status line (step, time, the
+    backend's latest line) under kiln's messages; elsewhere, a heartbeat line when
+    a step has run long. Call :func:`configure_logging` first."""
+    from kiln.progress import Activity, ActivityRecorder, Heartbeat, step_watch
+
+    activity = Activity()
+    recorder = ActivityRecorder(activity)
+    kiln_logger, output_logger = logging.getLogger("kiln"), logging.getLogger("kiln.output")
+    kiln_logger.addHandler(recorder)
+    output_logger.addHandler(recorder)
+    try:
+        if live_display_wanted(verbosity):
+            from kiln.live import LiveScreen, build_status
+
+            printing = kiln_logger.handlers[0]
+            screen = LiveScreen(lambda screen: build_status(screen, activity))
+            kiln_logger.handlers[0] = screen.handler(_ProgressFormatter())
+            try:
+                with screen:
+                    yield
+            finally:
+                kiln_logger.handlers[0] = printing
+        elif verbosity >= 0:
+            with Heartbeat(step_watch(activity), say_on_stderr):
+                yield
+        else:
+            yield
+    finally:
+        kiln_logger.removeHandler(recorder)
+        output_logger.removeHandler(recorder)
+
+
+def say_on_stderr(line: str) -> None:
+    """One line of progress on stderr, at once (it may come from another thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
 def configure_logging(verbosity: int) -> None:
     """Route the library's logging to stderr at a level set by -v/-q."""
     progress = logging.StreamHandler(sys.stderr)
@@ -90,7 +182,9 @@ def configure_logging(verbosity: int) -> None:
     # Backend and installer output, verbatim, only when asked for.
     raw = logging.StreamHandler(sys.stderr)
     raw.setFormatter(logging.Formatter("%(message)s"))
+    raw.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)
     output_logger = logging.getLogger("kiln.output")
     output_logger.handlers[:] = [raw]
     output_logger.propagate = False
-    output_logger.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)
+    # Every line is a record: the progress display shows the latest (kiln.progress).
+    output_logger.setLevel(logging.INFO)

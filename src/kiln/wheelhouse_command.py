@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from kiln.wheelhouse.run import WheelhouseResult
     from kiln.wheelhouse.scheduler import Event
 
+# `--timings` without a path: the page goes into the wheelhouse, beside report.json.
+TIMINGS_NAME = "timings.html"
+
 DESCRIPTION = """\
 Build a whole dependency tree from source into a wheelhouse: the wheels, a PEP 503
 simple index over them (DIR/simple) and a JSON report (DIR/report.json).
@@ -124,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--report", metavar="PATH", type=Path, help="the JSON report (default: DIR/report.json)"
     )
+    where.add_argument(
+        "--timings",
+        metavar="PATH",
+        nargs="?",
+        const="",
+        help="write an HTML timeline of the run, rendered from the report "
+        "(default PATH: DIR/timings.html)",
+    )
     index = parser.add_argument_group("package index")
     index.add_argument("-i", "--index-url", metavar="URL", help="the package index")
     index.add_argument(
@@ -209,7 +220,28 @@ def run(argv: Sequence[str]) -> int:
         print("  finished wheels are kept in the cache: run again to resume", file=sys.stderr)
         return interrupt_status(interrupt)
     _print_summary(result, verbosity)
+    if args.timings is not None and result.report is not None:
+        try:
+            _write_timings(result.report, result.outdir, args.timings, verbosity)
+        except KilnError as error:
+            print_error(error, verbosity)
+            return error.exit_code
     return EXIT_OK if result.ok else EXIT_BACKEND
+
+
+def _write_timings(report: Path, outdir: Path, path: str, verbosity: int) -> None:
+    """The run's timings page, rendered from its JSON report."""
+    from kiln.errors import UsageError
+    from kiln.jsonfiles import read_json_object
+    from kiln.timings import wheelhouse_html, write_html
+
+    target = Path(path) if path else outdir / TIMINGS_NAME
+    try:
+        write_html(target, wheelhouse_html(read_json_object(report)))
+    except OSError as error:
+        raise UsageError(f"cannot write --timings {target}: {error.strerror or error}") from error
+    if verbosity > -2:
+        print(f"timings: {target}", file=sys.stderr)
 
 
 class _ProgressPrinter:

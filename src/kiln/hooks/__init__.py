@@ -8,6 +8,7 @@ runner has pyproject-hooks' signature, so a faster runner drops in here.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,11 +44,14 @@ class Backend:
         handoff_root: Path,
         record_path: Path | None = None,
         runner: SubprocessRunner | None = None,
+        timings: dict[str, float] | None = None,
     ) -> None:
         from kiln.hooks.caller import KilnHookCaller
 
         self.project = project
         self.log = log
+        # Seconds per hook name, added to as hooks run (the build's timings).
+        self.timings = timings if timings is not None else {}
         build_system = project.build_system
         environ = environment.hook_environ()
         self._caller = KilnHookCaller(
@@ -119,10 +123,16 @@ class Backend:
 
         self.log.section(f"hook {hook_name} (backend {self.name}) in {self.project.source_dir}")
         logger.debug("calling %s of %s", hook_name, self.name)
+        started = time.monotonic()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = call()
+                try:
+                    result = call()
+                finally:
+                    self.timings[hook_name] = (
+                        self.timings.get(hook_name, 0.0) + time.monotonic() - started
+                    )
         except HookProcessError as error:
             if any(word in line for line in error.tail for word in DISK_FULL_WORDS):
                 # The hook's own error says the disk is full: name the fullest place

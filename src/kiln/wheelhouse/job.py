@@ -26,6 +26,7 @@ from kiln.wheelhouse.model import JobResult, JobSpec
 
 if TYPE_CHECKING:
     from kiln.request import BuildRequest
+    from kiln.result import BuildResult
 
 # What each build system reads for how many compilers it may run at once, so that
 # N jobs do not each start a compiler per core. A variable the user set is kept.
@@ -110,8 +111,15 @@ def run_job(spec: JobSpec) -> JobResult:
         seconds=time.monotonic() - started,
         log_path=str(result.log_path) if result.log_path else None,
         compiler_cache=result.compiler_cache,
-        timings={step.distribution: round(step.seconds, 3) for step in result.steps},
+        timings=job_timings(result),
     )
+
+
+def job_timings(result: BuildResult) -> dict[str, float]:
+    """Seconds per distribution built, in setting up the environment, and per hook."""
+    timings = {step.distribution: step.seconds for step in result.steps}
+    timings.update(result.timings)
+    return {name: round(seconds, 3) for name, seconds in timings.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kiln.__main__ import _by, _exit_status, _stop_on_termination
 
     _stop_on_termination()
-    _log_to_stderr()
+    _log_to_stderr(result_file.parent)
     import json
 
     from kiln.jsonfiles import write_json
@@ -150,15 +158,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(job_dir: Path) -> None:
     """kiln's own messages, with times, to stderr (the job's output file); the
-    backends' output is in the build's log already."""
+    backends' output is in the build's log already. The step and the latest output
+    line also go to the job's status file, for the command line's progress display."""
+    from kiln.wheelhouse.jobstatus import STATUS_FILE, StatusFile
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    status = StatusFile(job_dir / STATUS_FILE)
     kiln_logger = logging.getLogger("kiln")
     kiln_logger.addHandler(handler)
+    kiln_logger.addHandler(status)
     kiln_logger.setLevel(logging.INFO)
-    logging.getLogger("kiln.output").setLevel(logging.WARNING)
+    output_logger = logging.getLogger("kiln.output")
+    output_logger.handlers[:] = [status]
+    output_logger.propagate = False  # not into the output file: the build log has it
+    output_logger.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def write_report(
     cycles: Sequence[tuple[str, Sequence[str]]] = (),
     *,
     inputs: Mapping[str, Mapping[str, Any]] | None = None,
+    timeline: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the report to ``path`` (atomically) and return it.
 
@@ -38,9 +39,11 @@ def write_report(
     ``cycles``: (seed id, the cycle's ids), as the graph broke them.
     ``inputs`` by node id: the wheel key's inputs (kiln.wheelhouse.keys.key_inputs)
     and whatever else fed the build (settings files, patch paths, sdist file).
+    ``timeline`` by node id: ``start``, ``end`` (seconds since the run began) and
+    ``lane`` of each job that started (:class:`kiln.wheelhouse.timeline.Timeline`).
     Raises OSError.
     """
-    report = build_report(run, outcomes, nodes, cycles, inputs=inputs)
+    report = build_report(run, outcomes, nodes, cycles, inputs=inputs, timeline=timeline)
     write_json(path, report, indent=2)
     return report
 
@@ -52,11 +55,15 @@ def build_report(
     cycles: Sequence[tuple[str, Sequence[str]]] = (),
     *,
     inputs: Mapping[str, Mapping[str, Any]] | None = None,
+    timeline: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report as plain data (what :func:`write_report` writes)."""
+    from kiln.wheelhouse.timeline import critical_path
+
     inputs = inputs or {}
+    timeline = timeline or {}
     packages = [
-        _package(node, outcomes.get(node.id), inputs.get(node.id, {}))
+        _package(node, outcomes.get(node.id), inputs.get(node.id, {}), timeline.get(node.id, {}))
         for node in sorted(nodes, key=lambda node: node.id)
     ]
     counts: dict[str, int] = {}
@@ -70,11 +77,15 @@ def build_report(
         "run": dict(run),
         "summary": {"ok": ok, "packages": len(packages), "status": dict(sorted(counts.items()))},
         "cycles": [{"seed": seed, "cycle": list(cycle)} for seed, cycle in cycles],
+        # The builds that decided when the run ended, first to last.
+        "critical_path": critical_path(packages),
         "packages": packages,
     }
 
 
-def _package(node: Node, outcome: Outcome | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+def _package(
+    node: Node, outcome: Outcome | None, inputs: Mapping[str, Any], span: Mapping[str, Any]
+) -> dict[str, Any]:
     pin = node.pin
     entry: dict[str, Any] = {
         "id": node.id,
@@ -92,12 +103,18 @@ def _package(node: Node, outcome: Outcome | None, inputs: Mapping[str, Any]) -> 
         "reason": outcome.reason if outcome else None,
         "key": outcome.key if outcome else None,
         "wheel": str(outcome.wheel) if outcome and outcome.wheel else None,
+        "wheel_size": _size(outcome.wheel) if outcome and outcome.wheel else None,
+        # When its job ran, in seconds since the run began, and on which lane.
+        "start": span.get("start"),
+        "end": span.get("end"),
+        "lane": span.get("lane"),
     }
     result = outcome.result if outcome else None
     entry.update(
         {
             "seconds": result.seconds if result else None,
-            # Per step ("environment", each hook): the progress display reads these.
+            # Seconds per distribution built ("wheel"), in setting up the build
+            # environment ("environment") and in each hook (by hook name).
             "timings": dict(result.timings) if result else {},
             "compiler_cache": result.compiler_cache if result else None,
             "worker": result.worker if result else None,
@@ -108,6 +125,13 @@ def _package(node: Node, outcome: Outcome | None, inputs: Mapping[str, Any]) -> 
         }
     )
     return entry
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _source(node: Node) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from kiln.wheelhouse.indexes import EMPTY_INDEX, with_index_options
 from kiln.wheelhouse.jobspecs import SOURCES
 from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Provenance, Status
 from kiln.wheelhouse.request import WheelhouseRequest
+from kiln.wheelhouse.timeline import Timeline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class _Run:
             empty_index=self.empty_index,
         )
         self.on_event = on_event or (lambda event: None)
+        # When each job ran, and on which lane: for the report's timeline (go() sets it).
+        self.timeline = Timeline(time.monotonic())
         self.wheel_cache: WheelCache = WheelCache(cache_root)
         # This run's scratch, job directories and outputs, locked while it lives
         # (kiln cache clean spares it); removed at the end.
@@ -128,6 +131,7 @@ class _Run:
         from kiln.wheelhouse.publish import read_manifest
 
         written = read_manifest(self.outdir)
+        self.timeline = Timeline(started)
         try:
             plan = self.plan = self._decide()
             self._take_ready_made(plan)
@@ -171,7 +175,9 @@ class _Run:
         return list({i.key: i for i in found}.values())
 
     def _take_ready_made(self, plan: TreePlan) -> None:
-        """Outcomes for what needs no build: skipped, from the index, in the wheel cache."""
+        """Outcomes for what needs no build: skipped, from the index, in the wheel cache
+        (``on_event`` hears of each, outside the scheduler's count)."""
+        from kiln.wheelhouse.scheduler import Event
         from kiln.wheelhouse.sources import fetch
 
         for node_id in plan.graph.topological():
@@ -190,6 +196,8 @@ class _Run:
                     self.outcomes[node_id] = Outcome(
                         node_id, Status.CACHED, wheel=hit, key=planned.key
                     )
+            if node_id in self.outcomes:
+                self.on_event(Event("finished", node_id, self.outcomes[node_id]))
 
     # -- doing ----------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class _Run:
                 pool,
                 jobs=jobs,
                 fail_fast=self.request.fail_fast,
-                on_event=self.on_event,
+                on_event=self._heard,
                 finish=self._finish,
             )
         finally:
@@ -220,6 +228,10 @@ class _Run:
             previous = self.outcomes.get(node_id)
             if previous is None or previous.status is not Status.BUILT:
                 self.outcomes[node_id] = outcome
+
+    def _heard(self, event: Event) -> None:
+        self.timeline(event)
+        self.on_event(event)
 
     def _job_spec(self, node_id: str) -> JobSpec:
         from kiln.wheelhouse.jobspecs import job_spec
@@ -287,12 +299,16 @@ class _Run:
         )
         if plan is not None:
             result.report = self.request.report_path.absolute()
-            _write_report(result.report, self.request, plan, result)
+            _write_report(result.report, self.request, plan, result, self.timeline)
         return result
 
 
 def _write_report(
-    path: Path, request: WheelhouseRequest, plan: TreePlan, result: WheelhouseResult
+    path: Path,
+    request: WheelhouseRequest,
+    plan: TreePlan,
+    result: WheelhouseResult,
+    timeline: Timeline,
 ) -> None:
     """The JSON report: the run, the graph, and each package's inputs and outcome."""
     from kiln import __version__
@@ -317,7 +333,9 @@ def _write_report(
         for node_id, planned in plan.planned.items()
     }
     nodes = [planned.node for planned in plan.planned.values()]
-    write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs)
+    write_report(
+        path, run, result.outcomes, nodes, result.cycles, inputs=inputs, timeline=timeline.to_json()
+    )
 
 
 def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:

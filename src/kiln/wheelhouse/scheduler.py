@@ -50,6 +50,8 @@ class Event:
     running: int = 0
     done: int = 0
     total: int = 0
+    # The job, when started (a progress display finds its status through it).
+    spec: JobSpec | None = None
 
 
 def schedule(
@@ -140,7 +142,7 @@ class _Run:
                 self._failed(node, _failure(node, error))
                 continue
             self.running[self.executor.submit(spec)] = node
-            self._event("started", node)
+            self._event("started", node, spec=spec)
 
     def _take_ended(self) -> None:
         ended, _ = wait_for(self.running, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
@@ -220,12 +222,15 @@ class _Run:
         self._event("finished", outcome.node, outcome)
 
     def _event(
-        self, kind: Literal["started", "finished"], node: str, outcome: Outcome | None = None
+        self,
+        kind: Literal["started", "finished"],
+        node: str,
+        outcome: Outcome | None = None,
+        spec: JobSpec | None = None,
     ) -> None:
         if self.on_event is not None:
-            self.on_event(
-                Event(kind, node, outcome, len(self.running), len(self.outcomes), len(self.deps))
-            )
+            done, total = len(self.outcomes), len(self.deps)
+            self.on_event(Event(kind, node, outcome, len(self.running), done, total, spec))
 
 
 def _result_of(node: str, future: Future[JobResult]) -> JobResult | None:
