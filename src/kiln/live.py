@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from kiln.progress import Activity, format_seconds
+from kiln.progress import Activity, format_seconds, short_step
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -92,7 +92,18 @@ class LiveScreen:
         )
         # Short of the last columns: a "^C" the terminal echoes after a line as wide
         # as the screen would wrap, and the display would no longer know where it is.
-        return Constrain(Group(*lines), width=max(1, self.console.width - ECHO_ROOM))
+        return Constrain(Group(*lines), width=max(1, self.columns() - ECHO_ROOM))
+
+    def columns(self) -> int:
+        """The terminal's width now. Not ``COLUMNS``, which ``rich`` prefers: a value
+        exported once goes stale when the window is resized, and a status line wider
+        than the screen wraps, and the display loses its place."""
+        import os
+
+        try:
+            return os.get_terminal_size(self.console.file.fileno()).columns or self.console.width
+        except (AttributeError, ValueError, OSError):
+            return self.console.width
 
 
 class _ScreenHandler(logging.Handler):
@@ -114,7 +125,8 @@ def build_status(screen: LiveScreen, activity: Activity) -> list[tuple[str, str]
     """A single build's status line: step, time in it, the backend's latest line."""
     if activity.step is None:
         return []
-    parts = [f"{screen.spin()} {activity.step}", format_seconds(activity.step_seconds())]
+    step = short_step(activity.step)
+    parts = [f"{screen.spin()} {step}", format_seconds(activity.step_seconds())]
     if activity.line:
         parts.append(activity.line)
     return [(" · ".join(parts), "cyan")]

@@ -60,6 +60,13 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def short_step(step: str) -> str:
+    """A step for a status line: "Building wheel from /a/long/path" is "Building
+    wheel" (the line kiln printed above names the path; the room is for the
+    backend's line)."""
+    return step.split(" from /", 1)[0]
+
+
 @dataclass
 class Activity:
     """One build: the step it is at, since when, and the backend's latest line."""

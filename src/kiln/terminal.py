@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -21,6 +21,10 @@ from kiln.errors import (
     UsageError,
 )
 from kiln.result import BuildResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kiln.live import LiveScreen
 
 
 def success_line(result: BuildResult) -> str:
@@ -128,33 +132,55 @@ def build_progress(verbosity: int) -> Iterator[None]:
     """While a single build runs: on a terminal, a status line (step, time, the
     backend's latest line) under kiln's messages; elsewhere, a heartbeat line when
     a step has run long. Call :func:`configure_logging` first."""
-    from kiln.progress import Activity, ActivityRecorder, Heartbeat, step_watch
+    from kiln.progress import Activity, ActivityRecorder, step_watch
 
     activity = Activity()
     recorder = ActivityRecorder(activity)
     kiln_logger, output_logger = logging.getLogger("kiln"), logging.getLogger("kiln.output")
     kiln_logger.addHandler(recorder)
     output_logger.addHandler(recorder)
-    try:
-        if live_display_wanted(verbosity):
-            from kiln.live import LiveScreen, build_status
 
-            printing = kiln_logger.handlers[0]
-            screen = LiveScreen(lambda screen: build_status(screen, activity))
-            kiln_logger.handlers[0] = screen.handler(_ProgressFormatter())
-            try:
-                with screen:
-                    yield
-            finally:
-                kiln_logger.handlers[0] = printing
-        elif verbosity >= 0:
-            with Heartbeat(step_watch(activity), say_on_stderr):
-                yield
-        else:
+    def status(screen: LiveScreen) -> list[tuple[str, str]]:
+        from kiln.live import build_status
+
+        return build_status(screen, activity)
+
+    try:
+        with progress_display(verbosity, status, step_watch(activity)):
             yield
     finally:
         kiln_logger.removeHandler(recorder)
         output_logger.removeHandler(recorder)
+
+
+@contextlib.contextmanager
+def progress_display(
+    verbosity: int,
+    status: Callable[[LiveScreen], Sequence[tuple[str, str]]],
+    watched: Callable[[], Iterable[tuple[str, float, str | None]]],
+) -> Iterator[None]:
+    """On a terminal (:func:`live_display_wanted`), ``status``' lines drawn in place
+    under kiln's messages (which go through the display meanwhile); elsewhere,
+    unless quiet, a :class:`kiln.progress.Heartbeat` over ``watched``."""
+    from kiln.progress import Heartbeat
+
+    if live_display_wanted(verbosity):
+        from kiln.live import LiveScreen
+
+        kiln_logger = logging.getLogger("kiln")
+        printing = kiln_logger.handlers[0]  # configure_logging's
+        screen = LiveScreen(status)
+        kiln_logger.handlers[0] = screen.handler(_ProgressFormatter())
+        try:
+            with screen:
+                yield
+        finally:
+            kiln_logger.handlers[0] = printing
+    elif verbosity >= 0:
+        with Heartbeat(watched, say_on_stderr):
+            yield
+    else:
+        yield
 
 
 def say_on_stderr(line: str) -> None:

@@ -28,7 +28,7 @@ _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; margin: 0 0 .2em; }
 .meta { color: #555; margin-bottom: 1em; }
-.timeline { border: 1px solid #ccc; padding: .5em; margin-bottom: 1.5em; }
+.timeline { border: 1px solid #ccc; padding: .5em 2em .5em .5em; margin-bottom: 1.5em; }
 .row { display: flex; align-items: center; height: 26px; }
 .lane-name { width: 11em; flex: none; color: #555; font-size: 12px; overflow: hidden;
   white-space: nowrap; text-overflow: ellipsis; }
@@ -52,7 +52,7 @@ h1 { font-size: 1.4em; margin: 0 0 .2em; }
 .legend .critical-key { color: #222; outline: 3px solid #f39c12; }
 .critical-path { margin: .5em 0 1em; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
 tr.critical td:first-child { border-left: 4px solid #f39c12; }

@@ -1,7 +1,8 @@
 """``kiln wheelhouse``: arguments in, a WheelhouseRequest out; outcomes in, text out.
 
 Like :mod:`kiln.cli`, it prints; the library under :mod:`kiln.wheelhouse` only logs.
-Progress goes to stderr, one line per finished package; the summary to stdout.
+Progress goes to stderr, one line per finished package (on a terminal, with
+status lines under them: :mod:`kiln.wheelhouse_progress`); the summary to stdout.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def request_from_args(args: argparse.Namespace) -> WheelhouseRequest:
 
 def run(argv: Sequence[str]) -> int:
     from kiln.cli import interrupt_status
-    from kiln.terminal import configure_logging, print_error, print_interrupted
+    from kiln.terminal import configure_logging, print_error, print_interrupted, progress_display
+    from kiln.wheelhouse_progress import RunProgress
 
     args = build_parser().parse_args(argv)
     verbosity = args.verbose - args.quiet
@@ -211,7 +213,15 @@ def run(argv: Sequence[str]) -> int:
 
         request = request_from_args(args)
         printer = _ProgressPrinter(verbosity)
-        result = build_wheelhouse(request, on_event=printer)
+        # On a terminal, a summary line and a line per running job; elsewhere, heartbeats.
+        progress = RunProgress()
+
+        def heard(event: Event) -> None:
+            progress(event)
+            printer(event)
+
+        with progress_display(verbosity, progress.status_lines, progress.watched):
+            result = build_wheelhouse(request, on_event=heard)
     except KilnError as error:
         print_error(error, verbosity)
         return error.exit_code

@@ -186,6 +186,8 @@ def test_events_tell_each_start_and_outcome_with_the_counts() -> None:
         ("finished", "b", 0, 2, 2),
     ]
     assert events[1].outcome is not None and events[1].outcome.status is Status.BUILT
+    # A started event carries its job, so that a progress display can find its status.
+    assert events[0].spec == spec("a") and events[1].spec is None
 
 
 def test_a_dependency_outside_the_mapping_is_taken_as_there_already() -> None:
