@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kiln.wheelhouse.model import node_label
+
 # Statuses that built nothing: their packages sit on the cache lane, not in time.
 _NOT_BUILT = ("cached", "binary", "skipped")
 CACHE_LANE = "from cache or index"
@@ -222,7 +224,7 @@ def _legend() -> str:
 def _critical_path(critical: Sequence[str]) -> str:
     if not critical:
         return '<p class="critical-path">critical path: none (nothing was built)</p>'
-    chain = " → ".join(_e(node) for node in critical)
+    chain = " → ".join(_e(node_label(node)) for node in critical)
     return f'<p class="critical-path">critical path: {chain}</p>'
 
 
@@ -236,7 +238,7 @@ def _wheelhouse_table(packages: Sequence[Mapping[str, Any]], critical: Sequence[
     for package in packages:
         timings = package.get("timings") or {}
         cells = [
-            _e(package["id"]),
+            f'<span title="{_e(package["id"])}">{_e(node_label(package["id"]))}</span>',
             _e(package.get("status", "")),
             _e(_lane_name(package) if package.get("start") is not None else ""),
             _seconds(package.get("start")),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kiln.progress import format_seconds, short_step
+from kiln.wheelhouse.model import node_label
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class RunProgress:
         """The live display: the summary, then one line per running job."""
         lines = [(f"{screen.spin()} {self.summary()}", "bold")]
         for node, seconds, step, line in self.jobs():
-            parts = [f"  {short_name(node)}", format_seconds(seconds)]
+            parts = [f"  {node_label(node)}", format_seconds(seconds)]
             parts += [part for part in (step and short_step(step), line) if part]
             lines.append((" · ".join(parts), "cyan"))
         return lines
@@ -112,15 +113,9 @@ class RunProgress:
         """What the heartbeats of plain output watch: each running job."""
         return [
             (
-                f"building {short_name(node)}",
+                f"building {node_label(node)}",
                 seconds,
                 " | ".join(p for p in (step, line) if p) or None,
             )
             for node, seconds, step, line in self.jobs()
         ]
-
-
-def short_name(node: str) -> str:
-    """``six==1.17.0 (cp312)`` for ``six==1.17.0@cp312-linux_x86_64-<hash>``."""
-    pin, _, python = node.partition("@")
-    return f"{pin} ({python.split('-', 1)[0]})" if python else pin

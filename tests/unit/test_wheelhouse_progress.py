@@ -7,9 +7,9 @@ from pathlib import Path
 
 from kiln.wheelhouse.executors import job_dir
 from kiln.wheelhouse.jobstatus import STATUS_FILE, read_status
-from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Status
+from kiln.wheelhouse.model import JobResult, JobSpec, Outcome, Status, node_label
 from kiln.wheelhouse.scheduler import Event
-from kiln.wheelhouse_progress import RunProgress, short_name
+from kiln.wheelhouse_progress import RunProgress
 
 PY = "cp312-linux_x86_64-abc"
 
@@ -87,6 +87,6 @@ def test_a_job_that_has_said_nothing_yet_has_a_line_all_the_same(tmp_path: Path)
     ]
 
 
-def test_short_names() -> None:
-    assert short_name(f"six==1.17.0@{PY}") == "six==1.17.0 (cp312)"
-    assert short_name("six==1.17.0") == "six==1.17.0"
+def test_node_labels() -> None:
+    assert node_label(f"six==1.17.0@{PY}") == "six==1.17.0 (cp312)"
+    assert node_label("six==1.17.0") == "six==1.17.0"

@@ -83,6 +83,12 @@ def node_id(name: str, version: str, python: str) -> str:
     return f"{name}=={version}@{python}"
 
 
+def node_label(node: str) -> str:
+    """A node id for people: ``six==1.17.0 (cp312)`` for ``six==1.17.0@cp312-linux_x86_64-…``."""
+    pin, _, python = node.partition("@")
+    return f"{pin} ({python.split('-', 1)[0]})" if python else pin
+
+
 class Status(str, enum.Enum):
     BUILT = "built"
     CACHED = "cached"  # the wheel cache had it: nothing was built
