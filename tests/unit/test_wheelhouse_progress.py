@@ -90,3 +90,24 @@ def test_a_job_that_has_said_nothing_yet_has_a_line_all_the_same(tmp_path: Path)
 def test_node_labels() -> None:
     assert node_label(f"six==1.17.0@{PY}") == "six==1.17.0 (cp312)"
     assert node_label("six==1.17.0") == "six==1.17.0"
+
+
+def test_a_jobs_status_file_follows_its_steps_and_output(tmp_path: Path) -> None:
+    import logging
+
+    from kiln.wheelhouse.jobstatus import StatusFile
+
+    handler = StatusFile(tmp_path / STATUS_FILE)
+    step = logging.LogRecord(
+        "kiln.builder", logging.INFO, "", 0, "Building wheel from /s", (), None
+    )
+    handler.handle(step)
+    assert read_status(tmp_path)[::2] == ("Building wheel from /s", None)  # type: ignore[index]
+    handler._written = 0.0  # as if a while had passed since
+    line = logging.LogRecord("kiln.output", logging.INFO, "", 0, "%s", ("[1/9] cc a.c",), None)
+    handler.handle(line)
+    status = read_status(tmp_path)
+    assert status is not None
+    assert status[0] == "Building wheel from /s" and status[2] == "[1/9] cc a.c"
+    assert status[1] is not None and 0 <= status[1] < 600
+    assert read_status(tmp_path / "elsewhere") is None
