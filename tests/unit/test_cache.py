@@ -302,3 +302,18 @@ def test_debug_says_when_the_failed_builds_directory_is_gone(tmp_path: Path) -> 
     printed = run_kiln("debug", "--print", "--cache-dir", cache)
     assert printed.returncode == 0, printed.stderr
     assert f"{source} (no longer there)" in printed.stdout
+
+
+def test_pruning_logs_takes_the_timings_page_beside_each_old_log(tmp_path: Path) -> None:
+    from kiln.cache import TIMINGS_SUFFIX
+    from kiln.layout import LOGS
+
+    cache = Cache.open(tmp_path / "cache")
+    logs = cache.bucket(LOGS)
+    for n in range(3):
+        log = logs / f"app-{n}.log"
+        log.write_text("log")
+        log.with_suffix(TIMINGS_SUFFIX).write_text("<html>")
+        os.utime(log, (1000 + n, 1000 + n))
+    cache.prune_logs(keep=1)
+    assert sorted(p.name for p in logs.iterdir()) == ["app-2.log", "app-2.timings.html"]
