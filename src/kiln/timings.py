@@ -53,7 +53,7 @@ h1 { font-size: 1.4em; margin: 0 0 .2em; }
   color: #fff; font-size: 12px; }
 .legend .critical-key { color: #222; outline: 3px solid #f39c12; }
 .critical-path { margin: .5em 0 1em; }
-table { border-collapse: collapse; font-size: 13px; }
+table { border-collapse: collapse; font-size: 13px; margin-bottom: 1.5em; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; }
 td:first-child, th:first-child { text-align: left; }
@@ -281,7 +281,7 @@ def _seconds(value: object) -> str:
     seconds = float(value)  # type: ignore[arg-type]
     if seconds >= 60:
         return f"{int(seconds // 60)}m {seconds % 60:.0f}s"
-    return f"{seconds:.1f} s"
+    return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _size(value: object) -> str:
