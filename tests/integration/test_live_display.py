@@ -206,3 +206,38 @@ def test_a_wheelhouse_on_a_terminal_shows_a_summary_and_a_line_per_running_job(
     assert status == 130, after
     assert "waiting" not in after and "  kt-slow" not in after
     assert shown.cursor_visible()
+
+
+def test_output_that_is_no_terminal_gets_a_heartbeat_when_a_step_runs_long(
+    project: ProjectFactory, tmp_path: Path
+) -> None:
+    """Half a minute of a silent-looking step: one line says it is alive (this test
+    waits that long, on purpose)."""
+    source = project("probe_backend")
+    go = tmp_path / "go"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiln", source, "-w", "-o", tmp_path / "out"],
+        env=dict(os.environ, KILN_TEST_PROGRESS=str(go)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        lines = []
+        for line in process.stderr:  # line by line, as a CI log gets it
+            lines.append(line)
+            if line.startswith("* still "):
+                break
+        go.touch()
+        _, rest = process.communicate(timeout=HANG_GUARD_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, "".join(lines) + rest
+    assert re.fullmatch(
+        r"\* still building wheel from \S+ after (3\d\.\d s|\dm \d\ds) "
+        r"\(last output: \[2/3\] Compiling probe_two\.c\)\n",
+        lines[-1],
+    ), lines[-1]
+    assert "\x1b[" not in "".join(lines) + rest
