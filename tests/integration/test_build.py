@@ -209,6 +209,10 @@ def test_report_describes_each_artifact(project: ProjectFactory, tmp_path: Path)
     assert [a["kind"] for a in artifacts] == ["sdist", "wheel"]
     assert report["isolated"] is True
     assert report["kiln_version"] == kiln.__version__
+    # Where the time went: the environment and each hook (what --timings draws).
+    timings = report["timings"]
+    assert {"environment", "build_sdist", "build_wheel"} <= set(timings)
+    assert timings["environment"] > 0 and all(seconds >= 0 for seconds in timings.values())
 
 
 def test_verbose_streams_backend_output(project: ProjectFactory, tmp_path: Path) -> None:
