@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.digests import file_sha256
 from kiln.errors import UsageError
 from kiln.interpreters import Interpreter
 from kiln.wheelhouse.graph import Graph
@@ -175,7 +174,7 @@ class TreePlanner:
         return planned
 
     def _fetch_source(self, planned: PlannedNode, hashes: Mapping[str, set[str]]) -> None:
-        from kiln.wheelhouse.sources import build_requirements, fetch
+        from kiln.wheelhouse.sources import build_facts, fetch, kept_sha256
 
         pin = planned.node.pin
         if pin.project_dir is not None:
@@ -193,9 +192,13 @@ class TreePlanner:
             )
         sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name, ()))
         planned.sdist = sdist
-        planned.sdist_sha256 = file_sha256(sdist)
+        planned.sdist_sha256 = kept_sha256(sdist)
+        requires, self_requires = build_facts(sdist)
         planned.node.build_requires = (
-            *build_requirements(sdist),
+            *requires,
+            # A self-hosting backend imports the project's own requirements: from
+            # source, they must be built first (in index mode, the index has them).
+            *(self_requires if self.request.build_deps == "source" else ()),
             *planned.settings.build_requires,
         )
 
