@@ -352,7 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if uv is None:
             raise BenchError("uv not found (install the uv package, or pass --uv PATH)")
-        pins = read_pins(args.requirements.read_text(encoding="utf-8"))
+        try:
+            pins = read_pins(args.requirements.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"{args.requirements}: {exc}") from None
         wheelhouse = work / "wheelhouse"
         fill_wheelhouse(python, pins, wheelhouse, sources=KILN_SOURCE in args.arms)
         for sub in ("tmp", "empty-index", "xdg-cache", "runs"):
