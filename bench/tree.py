@@ -259,19 +259,27 @@ class TreeBench:
         if sequence:
             blocks.append(sequence)
         rng.shuffle(blocks)
-        for arm in (a for block in blocks for a in block):
-            if arm in self.results.failures:
-                continue
-            try:
-                elapsed = self.run(arm, number)
-            except TreeRunFailed as exc:
-                self.results.failures[arm] = str(exc).splitlines()[0]
-                log(f"bench: FAILED {arm}: {exc}\nbench: {arm} is left out from now on")
-                continue
-            note = " (warm-up)" if warmup else ""
-            log(f"bench:   {arm:<16} {elapsed:8.1f} s{note}")
-            if not warmup:
-                self.results.samples.setdefault(arm, []).append(elapsed)
+        for block in blocks:
+            for position, arm in enumerate(block):
+                if arm not in self.results.failures and not self.run_arm(arm, number, warmup):
+                    # The later runs of the block measure what this one left behind.
+                    for later in block[position + 1 :]:
+                        self.results.failures.setdefault(later, f"skipped: {arm} failed")
+                    break
+
+    def run_arm(self, arm: str, number: int, warmup: bool) -> bool:
+        """One run of ``arm``, its time recorded unless ``warmup``; False if it failed."""
+        try:
+            elapsed = self.run(arm, number)
+        except TreeRunFailed as exc:
+            self.results.failures[arm] = str(exc).splitlines()[0]
+            log(f"bench: FAILED {arm}: {exc}\nbench: {arm} is left out from now on")
+            return False
+        note = " (warm-up)" if warmup else ""
+        log(f"bench:   {arm:<16} {elapsed:8.1f} s{note}")
+        if not warmup:
+            self.results.samples.setdefault(arm, []).append(elapsed)
+        return True
 
 
 # ---- the command line -----------------------------------------------------------------------

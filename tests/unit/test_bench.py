@@ -518,12 +518,15 @@ def test_tree_command_line_defaults_and_the_fromager_flag() -> None:
 
 
 class RecordingBench(tree.TreeBench):
-    def __init__(self) -> None:
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
         self.results = treeparts.TreeResults()
         self.order: list[str] = []
+        self.failing = failing
 
     def run(self, arm: str, round_number: int) -> float:
         self.order.append(arm)
+        if arm in self.failing:
+            raise tree.TreeRunFailed("exit status 2\n  $ kiln wheelhouse")
         return 1.0
 
 
@@ -535,3 +538,16 @@ def test_kiln_warm_no_change_and_patched_run_together_in_that_order(seed: int) -
     start = bench.order.index(treeparts.KILN_WARM)
     assert bench.order[start : start + 3] == list(treeparts.KILN_SEQUENCE)
     assert bench.results.samples[treeparts.PIP] == [1.0]
+
+
+def test_a_failed_kiln_warm_run_skips_the_runs_that_need_its_cache() -> None:
+    bench = RecordingBench(failing=frozenset({treeparts.KILN_WARM}))
+    bench.round(treeparts.DEFAULT_ARMS, random.Random(0), 1, warmup=False)
+    assert treeparts.KILN_NO_CHANGE not in bench.order
+    assert treeparts.KILN_PATCHED not in bench.order
+    assert bench.results.failures == {
+        treeparts.KILN_WARM: "exit status 2",
+        treeparts.KILN_NO_CHANGE: "skipped: kiln-warm failed",
+        treeparts.KILN_PATCHED: "skipped: kiln-warm failed",
+    }
+    assert bench.results.samples[treeparts.UV] == [1.0]  # the other arms still ran
