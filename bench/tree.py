@@ -230,7 +230,16 @@ class TreeBench:
         cmd = command(
             self.setup, arm, out, cache=self.kiln_cache(arm), scratch=scratch, settings=settings
         )
-        elapsed = timed(cmd, self.env_for(arm), rundir, self.timeouts.get(arm, self.ctx.timeout))
+        try:
+            elapsed = timed(
+                cmd, self.env_for(arm), rundir, self.timeouts.get(arm, self.ctx.timeout)
+            )
+        finally:  # no arm sees what another left in TMPDIR
+            for entry in self.ctx.tmp.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
         self.check(arm, out, cmd)
         shutil.rmtree(rundir)
         return elapsed
