@@ -338,3 +338,29 @@ def test_one_run_builds_for_several_interpreters(
     assert tags == ["cp310", "cp312"]
     assert (out / "pylock.cp310.toml").is_file()
     assert (out / "pylock.cp312.toml").is_file()
+
+
+def test_a_hash_given_for_a_package_taken_as_a_wheel_checks_the_wheel(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    import hashlib
+
+    sdist = next((wheelhouse / "sdists").glob("tomli-*.tar.gz"))
+    version = sdist.name.removesuffix(".tar.gz").split("-")[1]
+    requirements = tmp_path / "requirements.txt"
+
+    def run_with_hashes(*files: Path) -> subprocess.CompletedProcess[str]:
+        hashes = " ".join(
+            f"--hash=sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files
+        )
+        requirements.write_text(f"tomli=={version} {hashes}\n")
+        args: list[str | Path] = ["-r", requirements, "--binary", "tomli", "-o", tmp_path / "wh"]
+        return run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+
+    # Only the sdist's hash: the wheel taken instead matches no --hash, as pip refuses it.
+    refused = run_with_hashes(sdist)
+    assert refused.returncode == 2, refused.stderr
+    assert "tomli" in refused.stderr and "--hash" in refused.stderr
+    taken = run_with_hashes(*wheelhouse.glob(f"tomli-{version}-*.whl"))
+    assert taken.returncode == 0, taken.stderr
+    assert statuses(tmp_path / "wh") == {"tomli": "binary"}

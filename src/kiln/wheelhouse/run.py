@@ -181,7 +181,7 @@ class _Run:
                 self.outcomes[node_id] = Outcome(node_id, Status.SKIPPED, reason="settings")
             elif provenance in (Provenance.BINARY, Provenance.SEED):
                 assert planned.wheel is not None
-                wheel = fetch(planned.wheel, self.cache_root)
+                wheel = fetch(planned.wheel, self.cache_root, allowed=planned.allowed)
                 self.outcomes[node_id] = Outcome(node_id, Status.BINARY, wheel=wheel)
             else:
                 assert planned.key is not None

@@ -43,6 +43,8 @@ class PlannedNode:
     key: str | None = None
     # For binary and seed nodes: the wheel taken from the index.
     wheel: FileRef | None = None
+    # The --hash values given for the package: its sdist, or the wheel taken, must match.
+    allowed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -168,13 +170,14 @@ class TreePlanner:
             provenance = Provenance.BINARY
         node = Node(pin=pin, python=interpreter.key, kind=kind, provenance=provenance)
         planned = PlannedNode(node, interpreter, package, patches=tuple(package.patches))
+        planned.allowed = frozenset((hashes or {}).get(pin.name, ()))
         if provenance is Provenance.SOURCE:
-            self._fetch_source(planned, hashes or {})
+            self._fetch_source(planned)
         self.graph.add(node)
         self.planned[node.id] = planned
         return planned
 
-    def _fetch_source(self, planned: PlannedNode, hashes: Mapping[str, set[str]]) -> None:
+    def _fetch_source(self, planned: PlannedNode) -> None:
         from kiln.wheelhouse.sources import build_requirements, fetch
 
         pin = planned.node.pin
@@ -191,7 +194,7 @@ class TreePlanner:
                 f"{pin.name} {pin.version} has no sdist to build from; "
                 f"take its wheel with --binary {pin.name}"
             )
-        sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name, ()))
+        sdist = fetch(pin.sdist, self.cache_root, allowed=planned.allowed)
         planned.sdist = sdist
         planned.sdist_sha256 = file_sha256(sdist)
         planned.node.build_requires = (
