@@ -364,3 +364,21 @@ def test_a_hash_given_for_a_package_taken_as_a_wheel_checks_the_wheel(
     taken = run_with_hashes(*wheelhouse.glob(f"tomli-{version}-*.whl"))
     assert taken.returncode == 0, taken.stderr
     assert statuses(tmp_path / "wh") == {"tomli": "binary"}
+
+
+def test_a_run_stopped_by_a_users_file_leaves_no_run_directory_behind(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    from kiln.layout import WHEELHOUSE_RUNS
+
+    out = tmp_path / "wh"
+    out.mkdir()
+    for wheel in wheelhouse.glob("tomli-*.whl"):
+        (out / wheel.name).write_text("the user's")
+    cache = tmp_path / "cache"
+    args: list[str | Path] = ["tomli", "--binary", "tomli", "-o", out, "--cache-dir", cache]
+    done = run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+    assert done.returncode == 2, done.stderr
+    assert "kiln did not write it" in done.stderr
+    assert {p.read_text() for p in out.glob("tomli-*.whl")} == {"the user's"}
+    assert not list((cache / WHEELHOUSE_RUNS).glob("run-*"))

@@ -133,13 +133,16 @@ class _Run:
             self._take_ready_made(plan)
             self._build(plan, executor)
         finally:
-            # Whatever happened, what is complete reaches the wheelhouse.
-            result = self._publish(written, started)
-            remove_tree(self.place)
-            self.place_lock.release()
-            lock_beside(self.place).unlink(missing_ok=True)
-            for lock in self.shared_locks:
-                lock.release()
+            try:
+                # Whatever happened, what is complete reaches the wheelhouse.
+                result = self._publish(written, started)
+            finally:
+                # Even when publishing fails (a user's file in the way): no run left behind.
+                remove_tree(self.place)
+                self.place_lock.release()
+                lock_beside(self.place).unlink(missing_ok=True)
+                for lock in self.shared_locks:
+                    lock.release()
         return result
 
     # -- deciding -------------------------------------------------------------
