@@ -291,7 +291,7 @@ class TreePlanner:
     def _binary_wheel(self, planned: PlannedNode, constraints: Sequence[Path]) -> FileRef:
         """The index's wheel for a binary or seed node, for its interpreter."""
         pin = planned.node.pin
-        wheels = list(pin.wheels)
+        wheels = _installable(pin.wheels, planned.interpreter)
         if not wheels:
             pins = self._resolve_build_set(
                 [f"{pin.name}=={pin.version}"], planned.interpreter, constraints, sdists=False
@@ -303,6 +303,37 @@ class TreePlanner:
                 f"{planned.interpreter.tag}, so it cannot be taken as a binary"
             )
         return wheels[0]
+
+
+def _installable(wheels: Sequence[FileRef], interpreter: Interpreter) -> list[FileRef]:
+    """The wheels ``interpreter`` can install, best first: a lock file made for
+    several interpreters lists them all. The target runs on this machine, so its
+    platforms are this machine's."""
+    from packaging import tags
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    version = interpreter.version[:2]
+    platforms = list(tags.platform_tags())
+    supported: list[tags.Tag] = []
+    if interpreter.implementation == "cpython":
+        supported += tags.cpython_tags(version, platforms=platforms)
+    supported += tags.compatible_tags(version, interpreter.tag, platforms)
+    rank = {tag: index for index, tag in enumerate(supported)}
+    ranked = []
+    for order, ref in enumerate(wheels):
+        try:
+            wheel_tags = parse_wheel_filename(ref.filename)[3]
+        except InvalidWheelFilename:
+            continue
+        # Another implementation's ABI kiln cannot list (pypy's): its own tag will do.
+        scores = [
+            rank.get(tag, len(rank))
+            for tag in wheel_tags
+            if tag in rank or (tag.interpreter == interpreter.tag and tag.platform in platforms)
+        ]
+        if scores:
+            ranked.append((min(scores), order, ref))
+    return [ref for _, _, ref in sorted(ranked, key=lambda item: item[:2])]
 
 
 def _project_hash(pin: Pin) -> str:
