@@ -247,10 +247,14 @@ def _print_summary(result: WheelhouseResult, verbosity: int) -> None:
         if outcome.status is Status.FAILED and verbosity > -2:
             job = outcome.result
             name = outcome.node.split("==", 1)[0]
-            print(f"kiln: failed: {outcome.node}", file=sys.stderr)
+            # The reason again: with -q no progress line showed it.
+            reason = ((job.error if job else None) or outcome.reason or "").splitlines()
+            why = f": {reason[0]}" if reason else ""
+            print(f"kiln: failed: {outcome.node}{why}", file=sys.stderr)
             if job is not None and job.log_path:
                 print(f"  log: {job.log_path}", file=sys.stderr)
-            print(f"  open it where it failed: kiln debug {name}", file=sys.stderr)
+            if job is not None and job.kept:  # a patch that does not apply keeps none
+                print(f"  open it where it failed: kiln debug {name}", file=sys.stderr)
         elif outcome.status is Status.BLOCKED and verbosity > -2:
             print(f"kiln: blocked: {outcome.node} (needs {outcome.reason})", file=sys.stderr)
     for seed, cycle in result.cycles:
