@@ -320,6 +320,11 @@ def _write_report(
         for node_id, planned in plan.planned.items()
     }
     nodes = [planned.node for planned in plan.planned.values()]
+    for node_id, outcome in result.outcomes.items():
+        # A failed, blocked or cancelled build's key too: the wheel it was meant to be.
+        planned = plan.planned.get(node_id)
+        if outcome.key is None and planned is not None:
+            outcome.key = planned.key
     write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs)
 
 

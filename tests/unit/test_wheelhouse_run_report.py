@@ -1,0 +1,45 @@
+"""The report a wheelhouse run writes (kiln.wheelhouse.run._write_report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kiln.interpreters import Interpreter
+from kiln.wheelhouse.graph import Graph
+from kiln.wheelhouse.model import JobResult, Node, Outcome, Pin, Status
+from kiln.wheelhouse.request import WheelhouseRequest
+from kiln.wheelhouse.run import WheelhouseResult, _write_report
+from kiln.wheelhouse.settings import load_settings
+from kiln.wheelhouse.tree import PlannedNode, TreePlan
+
+KEY = "a" * 64
+
+
+def write(tmp_path: Path, outcome: Outcome | None) -> dict[str, Any]:
+    interpreter = Interpreter(
+        path=Path("/usr/bin/python3.12"),
+        version=(3, 12, 4),
+        implementation="cpython",
+        platform="linux-x86_64",
+        tag="cp312",
+    )
+    settings = load_settings(None, environ={})
+    node = Node(pin=Pin(name="a", version="1.0"), python=interpreter.key)
+    graph = Graph()
+    graph.add(node)
+    planned = PlannedNode(node, interpreter, settings.settings_for("a", "1.0"), key=KEY)
+    plan = TreePlan(graph, {node.id: planned})
+    outcomes = {node.id: outcome} if outcome else {}
+    result = WheelhouseResult(outdir=tmp_path, outcomes=outcomes, seconds=2.5)
+    path = tmp_path / "report.json"
+    _write_report(path, WheelhouseRequest(requirements=("a",)), plan, result)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_a_failed_package_reports_the_key_it_would_have_had(tmp_path: Path) -> None:
+    failed = Outcome("a==1.0", Status.FAILED, result=JobResult("a==1.0", False, error="boom"))
+    (package,) = write(tmp_path, failed)["packages"]
+    assert package["key"] == KEY
