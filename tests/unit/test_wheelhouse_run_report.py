@@ -43,3 +43,13 @@ def test_a_failed_package_reports_the_key_it_would_have_had(tmp_path: Path) -> N
     failed = Outcome("a==1.0", Status.FAILED, result=JobResult("a==1.0", False, error="boom"))
     (package,) = write(tmp_path, failed)["packages"]
     assert package["key"] == KEY
+
+
+def test_the_run_says_when_it_started_and_finished(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    run = write(tmp_path, None)["run"]
+    started = datetime.fromisoformat(run["started"])
+    finished = datetime.fromisoformat(run["finished"])
+    assert started.tzinfo is not None
+    assert (finished - started).total_seconds() == run["seconds"] == 2.5

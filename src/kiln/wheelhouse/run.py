@@ -298,15 +298,21 @@ def _write_report(
     path: Path, request: WheelhouseRequest, plan: TreePlan, result: WheelhouseResult
 ) -> None:
     """The JSON report: the run, the graph, and each package's inputs and outcome."""
+    from datetime import datetime, timedelta, timezone
+
     from kiln import __version__
     from kiln.wheelhouse.report import write_report
 
+    seconds = round(result.seconds, 3)
+    finished = datetime.now(timezone.utc)
     run = {
         "kiln_version": __version__,
         "outdir": str(result.outdir),
         "build_deps": request.build_deps,
         "jobs": request.job_count,
-        "seconds": round(result.seconds, 3),
+        "started": (finished - timedelta(seconds=seconds)).isoformat(),
+        "finished": finished.isoformat(),
+        "seconds": seconds,
         "pythons": sorted({p.interpreter.tag for p in plan.planned.values()}),
         "pins": {key: str(path) for key, path in result.pins_files.items()},
     }
