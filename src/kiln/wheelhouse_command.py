@@ -34,9 +34,11 @@ kiln's wheel cache instead."""
 EPILOG = """\
 exit codes:
   0    every package was built (or taken from the cache or the index)
-  1    a package failed to build, or was blocked by one that did
-  2    bad usage; a bad requirements, lock, settings or patch file; input that
-       cannot be resolved (no version fits, or a package has no sdist)
+  1    a package failed to build (or its patch did not apply), or was blocked
+       by one that did
+  2    bad usage; a bad requirements, lock or settings file (or a patch it names
+       is missing); input that cannot be resolved (no version fits, or a package
+       has no sdist)
   3    an sdist could not be fetched, or a build environment could not be set up
   130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP; finished wheels are
        kept in the cache and the next run resumes
