@@ -173,6 +173,11 @@ def test_locked_markers_are_evaluated_per_interpreter(tmp_path: Path) -> None:
         ('lock-version = "2.0"\n', r"lock-version '2.0' is not 1.x"),
         ('lock-version = "1.0"\n[[packages]]\nname = "x"\n', r"package x has no version"),
         (
+            'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "../../evil"\n'
+            'sdist = { url = "https://e/x-1.tar.gz" }\n',
+            r"package x: version '\.\./\.\./evil' is not a version \(PEP 440\)",
+        ),
+        (
             'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "1"\n',
             r"package x has no sdist, wheel or directory",
         ),
