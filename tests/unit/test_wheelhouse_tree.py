@@ -7,7 +7,7 @@ from pathlib import Path
 from packaging import tags
 
 from kiln.interpreters import Interpreter
-from kiln.wheelhouse.model import FileRef, Node, Pin, Provenance
+from kiln.wheelhouse.model import FileRef, Node, NodeKind, Pin, Provenance
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.settings import load_settings
 from kiln.wheelhouse.tree import PlannedNode, TreePlanner
@@ -45,3 +45,39 @@ def test_a_binary_package_takes_the_wheel_its_interpreter_can_install(tmp_path: 
     planned = PlannedNode(node, interpreter, settings.settings_for("cython", "3.3.1"))
     chosen = planner._binary_wheel(planned, ())
     assert chosen.filename == f"cython-3.3.1-cp312-cp312-{platform}.whl"
+
+
+def test_a_pin_whose_sdist_is_another_version_is_refused(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    import pytest
+
+    from kiln.errors import UsageError
+
+    sdist = tmp_path / "six-1.17.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        data = b'[build-system]\nrequires = ["setuptools"]\n'
+        member = tarfile.TarInfo("six-1.17.0/pyproject.toml")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    settings = load_settings(None, environ={})
+    planner = TreePlanner(
+        WheelhouseRequest(requirements=("six",)),
+        cache_root=tmp_path / "cache",
+        scratch=tmp_path,
+        settings=settings,
+        environ={},
+    )
+    interpreter = Interpreter(
+        path=Path("/usr/bin/python3.12"),
+        version=(3, 12, 4),
+        implementation="cpython",
+        platform="linux-x86_64",
+        tag="cp312",
+    )
+    # A lock file that says 9.9 for an sdist of 1.17.0: the wheel would not be the pin.
+    pin = Pin(name="six", version="9.9", sdist=FileRef(sdist.as_uri(), sdist.name))
+    message = r"six 9\.9: its sdist six-1\.17\.0\.tar\.gz is 1\.17\.0 of six"
+    with pytest.raises(UsageError, match=message):
+        planner._add(pin, interpreter, NodeKind.RUNTIME)

@@ -194,6 +194,7 @@ class TreePlanner:
                 f"{pin.name} {pin.version} has no sdist to build from; "
                 f"take its wheel with --binary {pin.name}"
             )
+        _check_sdist_is_pin(pin, pin.sdist.filename)
         sdist = fetch(pin.sdist, self.cache_root, allowed=planned.allowed)
         planned.sdist = sdist
         planned.sdist_sha256 = file_sha256(sdist)
@@ -303,6 +304,24 @@ class TreePlanner:
                 f"{planned.interpreter.tag}, so it cannot be taken as a binary"
             )
         return wheels[0]
+
+
+def _check_sdist_is_pin(pin: Pin, filename: str) -> None:
+    """UsageError when the sdist's file name says another project or version (a
+    lock file that says one thing and points at another): its wheel would not be
+    the pin the report, the pins file and the key name. Legacy names unparsed."""
+    from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+    from packaging.version import Version
+
+    try:
+        name, version = parse_sdist_filename(filename)
+    except InvalidSdistFilename:
+        return
+    if canonicalize_name(name) != pin.name or version != Version(pin.version):
+        raise UsageError(
+            f"{pin.name} {pin.version}: its sdist {filename} is {version} of {name}, "
+            "not this pin; fix the lock file or the index"
+        )
 
 
 def _installable(wheels: Sequence[FileRef], interpreter: Interpreter) -> list[FileRef]:
