@@ -232,7 +232,9 @@ def _checked_requirement(text: str, where: str) -> str:
     try:
         Requirement(text)
     except InvalidRequirement as error:
-        raise UsageError(f"{where}: not a valid requirement: {error}") from error
+        # Its first line: packaging adds the text again with a caret under the fault.
+        reason = str(error).splitlines()[0] if str(error) else "?"
+        raise UsageError(f"{where}: not a valid requirement: {reason}") from error
     return text
 
 
