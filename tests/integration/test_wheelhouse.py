@@ -383,3 +383,23 @@ def test_a_run_stopped_by_a_users_file_leaves_no_run_directory_behind(
     assert "kiln did not write it" in done.stderr
     assert {p.read_text() for p in out.glob("tomli-*.whl")} == {"the user's"}
     assert not list((cache / WHEELHOUSE_RUNS).glob("run-*"))
+
+
+@pytest.mark.parametrize("name", ["report.json", "pylock.{tag}.toml"])
+def test_a_users_file_named_like_the_report_or_pins_is_not_overwritten(
+    tmp_path: Path, wheelhouse: Path, name: str
+) -> None:
+    out = tmp_path / "wh"
+    out.mkdir()
+    theirs = out / name.format(tag=f"cp{sys.version_info.major}{sys.version_info.minor}")
+    theirs.write_text("the user's")
+    args: list[str | Path] = ["tomli", "--binary", "tomli", "-o", out]
+    done = run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+    assert done.returncode == 2, done.stderr
+    assert str(theirs) in done.stderr and "kiln did not write it" in done.stderr
+    assert theirs.read_text() == "the user's"
+    # What kiln wrote itself, it writes again.
+    theirs.unlink()
+    assert run_kiln("wheelhouse", *args, "-f", wheelhouse).returncode == 0
+    again = run_kiln("wheelhouse", *args, "-f", wheelhouse)
+    assert again.returncode == 0, again.stderr

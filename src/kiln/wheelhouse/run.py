@@ -125,10 +125,11 @@ class _Run:
     def go(self, executor: Executor | None, started: float) -> WheelhouseResult:
         from kiln.layout import lock_beside
         from kiln.removal import remove_tree
-        from kiln.wheelhouse.publish import read_manifest
+        from kiln.wheelhouse.publish import REPORT_MARK, read_manifest, refuse_foreign
 
         written = read_manifest(self.outdir)
         try:
+            refuse_foreign(self.request.report_path.absolute(), REPORT_MARK)
             plan = self.plan = self._decide()
             self._take_ready_made(plan)
             self._build(plan, executor)

@@ -83,6 +83,7 @@ class TreePlanner:
 
     def plan(self, interpreters: Sequence[Interpreter], pins_dir: Path) -> TreePlan:
         from kiln.wheelhouse.inputs import read_inputs
+        from kiln.wheelhouse.publish import PINS_MARK, refuse_foreign
         from kiln.wheelhouse.resolution import write_pins
 
         request = self.request
@@ -94,6 +95,7 @@ class TreePlanner:
         for interpreter in interpreters:
             pins = self._runtime_pins(inputs, interpreter, constraints)
             path = pins_dir / f"pylock.{interpreter.tag}.toml"
+            refuse_foreign(path, PINS_MARK)
             write_pins(pins, path)
             pins_files[interpreter.key] = path
             for pin in pins:
