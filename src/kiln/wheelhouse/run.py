@@ -119,6 +119,8 @@ class _Run:
         self.shared_locks = [FileLock(bucket / f"{label}{LOCK_SUFFIX}") for label in SHARED]
         for lock in self.shared_locks:
             lock.acquire_shared()
+        # The patched sources this run builds from, each its own until the run ends.
+        self.held_sources: list[FileLock] = []
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
 
@@ -142,7 +144,7 @@ class _Run:
                 remove_tree(self.place)
                 self.place_lock.release()
                 lock_beside(self.place).unlink(missing_ok=True)
-                for lock in self.shared_locks:
+                for lock in [*self.held_sources, *self.shared_locks]:
                     lock.release()
         return result
 
@@ -238,6 +240,7 @@ class _Run:
             environ=self.environ,
             dep_wheels=self._dep_wheels(planned),
             empty_index=self.empty_index,
+            held=self.held_sources,
         )
 
     def _dep_wheels(self, planned: PlannedNode) -> list[Path]:
