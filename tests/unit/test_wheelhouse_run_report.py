@@ -53,3 +53,38 @@ def test_the_run_says_when_it_started_and_finished(tmp_path: Path) -> None:
     finished = datetime.fromisoformat(run["finished"])
     assert started.tzinfo is not None
     assert (finished - started).total_seconds() == run["seconds"] == 2.5
+
+
+def test_a_package_taken_as_a_wheel_reports_that_wheel_and_its_hash(tmp_path: Path) -> None:
+    from kiln.digests import file_sha256
+    from kiln.wheelhouse.model import FileRef, Provenance
+
+    wheel = tmp_path / "a-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"a wheel")
+    interpreter = Interpreter(
+        path=Path("/usr/bin/python3.12"),
+        version=(3, 12, 4),
+        implementation="cpython",
+        platform="linux-x86_64",
+        tag="cp312",
+    )
+    settings = load_settings(None, environ={})
+    sdist = FileRef("https://e/a-1.0.tar.gz", "a-1.0.tar.gz", "c" * 64)
+    pin = Pin(name="a", version="1.0", sdist=sdist)
+    node = Node(pin=pin, python=interpreter.key, provenance=Provenance.BINARY)
+    graph = Graph()
+    graph.add(node)
+    planned = PlannedNode(node, interpreter, settings.settings_for("a", "1.0"))
+    planned.wheel = FileRef(wheel.as_uri(), wheel.name)  # find-links: no hash given
+    outcome = Outcome(node.id, Status.BINARY, wheel=wheel)
+    result = WheelhouseResult(outdir=tmp_path, outcomes={node.id: outcome})
+    path = tmp_path / "report.json"
+    _write_report(
+        path, WheelhouseRequest(requirements=("a",)), TreePlan(graph, {node.id: planned}), result
+    )
+    (package,) = json.loads(path.read_text())["packages"]
+    assert package["inputs"]["wheel"] == {
+        "url": wheel.as_uri(),
+        "filename": wheel.name,
+        "sha256": file_sha256(wheel),
+    }

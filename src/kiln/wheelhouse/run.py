@@ -305,6 +305,7 @@ def _write_report(
     from datetime import datetime, timedelta, timezone
 
     from kiln import __version__
+    from kiln.digests import file_sha256
     from kiln.wheelhouse.report import write_report
 
     seconds = round(result.seconds, 3)
@@ -329,12 +330,24 @@ def _write_report(
         }
         for node_id, planned in plan.planned.items()
     }
+    for node_id, planned in plan.planned.items():
+        # A binary or seed package's input is the wheel taken, not the sdist it names.
+        outcome = result.outcomes.get(node_id)
+        if planned.wheel is not None:
+            sha256 = planned.wheel.sha256
+            if sha256 is None and outcome is not None and outcome.wheel is not None:
+                sha256 = file_sha256(outcome.wheel)
+            inputs[node_id]["wheel"] = {
+                "url": planned.wheel.url,
+                "filename": planned.wheel.filename,
+                "sha256": sha256,
+            }
     nodes = [planned.node for planned in plan.planned.values()]
     for node_id, outcome in result.outcomes.items():
         # A failed, blocked or cancelled build's key too: the wheel it was meant to be.
-        planned = plan.planned.get(node_id)
-        if outcome.key is None and planned is not None:
-            outcome.key = planned.key
+        decided = plan.planned.get(node_id)
+        if outcome.key is None and decided is not None:
+            outcome.key = decided.key
     write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs)
 
 
