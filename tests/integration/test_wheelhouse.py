@@ -403,3 +403,26 @@ def test_a_users_file_named_like_the_report_or_pins_is_not_overwritten(
     assert run_kiln("wheelhouse", *args, "-f", wheelhouse).returncode == 0
     again = run_kiln("wheelhouse", *args, "-f", wheelhouse)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_project_directory_built_twice_is_built_once(tmp_path: Path, wheelhouse: Path) -> None:
+    # `cd project && kiln wheelhouse .`: the wheelhouse lands inside the project, and
+    # setuptools leaves build/ and *.egg-info there; neither is a change to rebuild for.
+    project = tmp_path / "proj"
+    (project / "src" / "stp").mkdir(parents=True)
+    (project / "src" / "stp" / "__init__.py").write_text("X = 1\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "stp"\nversion = "1.0"\n'
+    )
+    args: list[str | Path] = ["wheelhouse", ".", "-f", wheelhouse, "-f", wheelhouse / "sdists"]
+    first = run_kiln(*args, cwd=project)
+    assert first.returncode == 0, first.stderr
+    second = run_kiln(*args, cwd=project)
+    assert second.returncode == 0, second.stderr
+    assert statuses(project / "wheelhouse") == {"stp": "cached"}
+    # A real change is still one.
+    (project / "src" / "stp" / "__init__.py").write_text("X = 2\n")
+    third = run_kiln(*args, cwd=project)
+    assert third.returncode == 0, third.stderr
+    assert statuses(project / "wheelhouse") == {"stp": "built"}

@@ -277,7 +277,9 @@ class TreePlanner:
                 planned.build_pins = tuple(f"{p.name}=={p.version}" for p in pins)
                 build_env = list(planned.build_pins)
             patches = [p.read_bytes() for p in planned.patches]
-            source_hash = planned.sdist_sha256 or _project_hash(node.pin)
+            source_hash = planned.sdist_sha256 or _project_hash(
+                node.pin, skipped=(self.request.outdir, self.cache_root)
+            )
             planned.key = wheel_key(
                 sdist_sha256=source_hash,
                 patches=patches,
@@ -357,10 +359,41 @@ def _installable(wheels: Sequence[FileRef], interpreter: Interpreter) -> list[Fi
     return [ref for _, _, ref in sorted(ranked, key=lambda item: item[:2])]
 
 
-def _project_hash(pin: Pin) -> str:
-    """A project directory's key material: its files' names, sizes and times."""
-    from kiln.constraints import local_input
+# Not a project's sources: version control, bytecode, and what a build writes there.
+_NOT_SOURCES = frozenset({".git", ".hg", ".svn", "__pycache__"})
+_BUILD_OUTPUT = frozenset({"build", "dist"})
+
+
+def _project_hash(pin: Pin, *, skipped: Sequence[Path] = ()) -> str:
+    """A project directory's key material: its files' names, sizes and times, less
+    what a build leaves there (top-level build/ and dist/, *.egg-info) and the
+    ``skipped`` directories (the wheelhouse and the cache, when inside it): a
+    second run with nothing changed must find the same key."""
+    import os
+
     from kiln.fingerprint import checksum
 
     assert pin.project_dir is not None
-    return checksum(local_input(str(pin.project_dir)))
+    root = pin.project_dir
+    outside = {path.resolve() for path in skipped}
+    parts = [b"dir\0"]
+    for directory, dirnames, filenames in os.walk(root):
+        here = Path(directory)
+        dirnames[:] = sorted(
+            name
+            for name in dirnames
+            if not (
+                name in _NOT_SOURCES
+                or name.endswith(".egg-info")
+                or (here == root and name in _BUILD_OUTPUT)
+                or (here / name).resolve() in outside
+            )
+        )
+        for name in sorted(filenames):
+            try:
+                info = (here / name).stat(follow_symlinks=False)
+            except OSError:
+                continue
+            relative = os.path.relpath(here / name, root)
+            parts.append(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return checksum(b"".join(parts))
