@@ -426,3 +426,16 @@ def test_a_project_directory_built_twice_is_built_once(tmp_path: Path, wheelhous
     third = run_kiln(*args, cwd=project)
     assert third.returncode == 0, third.stderr
     assert statuses(project / "wheelhouse") == {"stp": "built"}
+
+
+def test_the_report_goes_where_report_says_or_the_run_is_refused_first(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    base: list[str | Path] = ["wheelhouse", "tomli", "--binary", "tomli", "-f", wheelhouse]
+    path = tmp_path / "reports" / "today" / "report.json"
+    done = run_kiln(*base, "-o", tmp_path / "wh", "--report", path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(path.read_text())["summary"]["ok"] is True
+    refused = run_kiln(*base, "-o", tmp_path / "wh", "--report", tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import KilnError
+from kiln.errors import KilnError, UsageError
 from kiln.layout import LOCK_SUFFIX, WHEELHOUSE_RUNS
 from kiln.locks import FileLock
 from kiln.wheelhouse.indexes import EMPTY_INDEX, with_index_options
@@ -127,11 +127,11 @@ class _Run:
     def go(self, executor: Executor | None, started: float) -> WheelhouseResult:
         from kiln.layout import lock_beside
         from kiln.removal import remove_tree
-        from kiln.wheelhouse.publish import REPORT_MARK, read_manifest, refuse_foreign
+        from kiln.wheelhouse.publish import read_manifest
 
         written = read_manifest(self.outdir)
         try:
-            refuse_foreign(self.request.report_path.absolute(), REPORT_MARK)
+            _check_report_path(self.request.report_path.absolute())
             plan = self.plan = self._decide()
             self._take_ready_made(plan)
             self._build(plan, executor)
@@ -349,6 +349,20 @@ def _write_report(
         if outcome.key is None and decided is not None:
             outcome.key = decided.key
     write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs)
+
+
+def _check_report_path(path: Path) -> None:
+    """Before anything is built: the report can be written at ``path`` (its
+    directory made if missing) and replaces no file of the user's."""
+    from kiln.wheelhouse.publish import REPORT_MARK, refuse_foreign
+
+    if path.is_dir():
+        raise UsageError(f"the report {path} is a directory; --report names a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot make the report's directory {path.parent}: {error}") from error
+    refuse_foreign(path, REPORT_MARK)
 
 
 def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
