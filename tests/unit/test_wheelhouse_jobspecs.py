@@ -6,13 +6,13 @@ import io
 import tarfile
 from pathlib import Path
 
-from kiln.interpreters import Interpreter
 from kiln.locks import FileLock
 from kiln.wheelhouse.jobspecs import job_spec
 from kiln.wheelhouse.model import Node, Pin
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.settings import load_settings
 from kiln.wheelhouse.tree import PlannedNode
+from tests.helpers import target_interpreter
 
 
 def test_two_runs_building_one_patched_source_do_not_unpack_over_each_other(
@@ -29,13 +29,7 @@ def test_two_runs_building_one_patched_source_do_not_unpack_over_each_other(
             archive.addfile(member, io.BytesIO(data))
     patch = tmp_path / "a.patch"
     patch.write_text("--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-VALUE = 1\n+VALUE = 2\n")
-    interpreter = Interpreter(
-        path=Path("/usr/bin/python3.12"),
-        version=(3, 12, 4),
-        implementation="cpython",
-        platform="linux-x86_64",
-        tag="cp312",
-    )
+    interpreter = target_interpreter()
     node = Node(pin=Pin(name="a", version="1.0"), python=interpreter.key)
     settings = load_settings(None, environ={})
     planned = PlannedNode(

@@ -6,30 +6,34 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kiln.interpreters import Interpreter
 from kiln.wheelhouse.graph import Graph
-from kiln.wheelhouse.model import JobResult, Node, Outcome, Pin, Status
+from kiln.wheelhouse.model import FileRef, JobResult, Node, Outcome, Pin, Provenance, Status
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.run import WheelhouseResult, _write_report
 from kiln.wheelhouse.settings import load_settings
 from kiln.wheelhouse.tree import PlannedNode, TreePlan
+from tests.helpers import target_interpreter
 
 KEY = "a" * 64
 
 
-def write(tmp_path: Path, outcome: Outcome | None) -> dict[str, Any]:
-    interpreter = Interpreter(
-        path=Path("/usr/bin/python3.12"),
-        version=(3, 12, 4),
-        implementation="cpython",
-        platform="linux-x86_64",
-        tag="cp312",
-    )
+def write(
+    tmp_path: Path,
+    outcome: Outcome | None,
+    *,
+    provenance: Provenance = Provenance.SOURCE,
+    wheel: FileRef | None = None,
+) -> dict[str, Any]:
+    """The report of a run of one package, ``a``, that ended with ``outcome``."""
+    interpreter = target_interpreter()
     settings = load_settings(None, environ={})
-    node = Node(pin=Pin(name="a", version="1.0"), python=interpreter.key)
+    sdist = FileRef("https://e/a-1.0.tar.gz", "a-1.0.tar.gz", "c" * 64)
+    pin = Pin(name="a", version="1.0", sdist=sdist)
+    node = Node(pin=pin, python=interpreter.key, provenance=provenance)
     graph = Graph()
     graph.add(node)
-    planned = PlannedNode(node, interpreter, settings.settings_for("a", "1.0"), key=KEY)
+    planned = PlannedNode(node, interpreter, settings.settings_for("a", "1.0"), wheel=wheel)
+    planned.key = None if wheel else KEY
     plan = TreePlan(graph, {node.id: planned})
     outcomes = {node.id: outcome} if outcome else {}
     result = WheelhouseResult(outdir=tmp_path, outcomes=outcomes, seconds=2.5)
@@ -57,32 +61,12 @@ def test_the_run_says_when_it_started_and_finished(tmp_path: Path) -> None:
 
 def test_a_package_taken_as_a_wheel_reports_that_wheel_and_its_hash(tmp_path: Path) -> None:
     from kiln.digests import file_sha256
-    from kiln.wheelhouse.model import FileRef, Provenance
 
     wheel = tmp_path / "a-1.0-py3-none-any.whl"
     wheel.write_bytes(b"a wheel")
-    interpreter = Interpreter(
-        path=Path("/usr/bin/python3.12"),
-        version=(3, 12, 4),
-        implementation="cpython",
-        platform="linux-x86_64",
-        tag="cp312",
-    )
-    settings = load_settings(None, environ={})
-    sdist = FileRef("https://e/a-1.0.tar.gz", "a-1.0.tar.gz", "c" * 64)
-    pin = Pin(name="a", version="1.0", sdist=sdist)
-    node = Node(pin=pin, python=interpreter.key, provenance=Provenance.BINARY)
-    graph = Graph()
-    graph.add(node)
-    planned = PlannedNode(node, interpreter, settings.settings_for("a", "1.0"))
-    planned.wheel = FileRef(wheel.as_uri(), wheel.name)  # find-links: no hash given
-    outcome = Outcome(node.id, Status.BINARY, wheel=wheel)
-    result = WheelhouseResult(outdir=tmp_path, outcomes={node.id: outcome})
-    path = tmp_path / "report.json"
-    _write_report(
-        path, WheelhouseRequest(requirements=("a",)), TreePlan(graph, {node.id: planned}), result
-    )
-    (package,) = json.loads(path.read_text())["packages"]
+    taken = FileRef(wheel.as_uri(), wheel.name)  # find-links: no hash given
+    outcome = Outcome("a==1.0", Status.BINARY, wheel=wheel)
+    (package,) = write(tmp_path, outcome, provenance=Provenance.BINARY, wheel=taken)["packages"]
     assert package["inputs"]["wheel"] == {
         "url": wheel.as_uri(),
         "filename": wheel.name,

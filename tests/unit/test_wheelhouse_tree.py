@@ -6,11 +6,23 @@ from pathlib import Path
 
 from packaging import tags
 
-from kiln.interpreters import Interpreter
 from kiln.wheelhouse.model import FileRef, Node, NodeKind, Pin, Provenance
 from kiln.wheelhouse.request import WheelhouseRequest
 from kiln.wheelhouse.settings import load_settings
 from kiln.wheelhouse.tree import PlannedNode, TreePlanner
+from tests.helpers import target_interpreter
+
+SETTINGS = load_settings(None, environ={})
+
+
+def planner(tmp_path: Path, name: str) -> TreePlanner:
+    return TreePlanner(
+        WheelhouseRequest(requirements=(name,)),
+        cache_root=tmp_path / "cache",
+        scratch=tmp_path,
+        settings=SETTINGS,
+        environ={},
+    )
 
 
 def test_a_binary_package_takes_the_wheel_its_interpreter_can_install(tmp_path: Path) -> None:
@@ -25,25 +37,11 @@ def test_a_binary_package_takes_the_wheel_its_interpreter_can_install(tmp_path: 
             "cython-3.3.1-cp312-cp312-win_amd64.whl",
         )
     )
-    settings = load_settings(None, environ={})
-    planner = TreePlanner(
-        WheelhouseRequest(requirements=("cython",)),
-        cache_root=tmp_path,
-        scratch=tmp_path,
-        settings=settings,
-        environ={},
-    )
-    interpreter = Interpreter(
-        path=Path("/usr/bin/python3.12"),
-        version=(3, 12, 4),
-        implementation="cpython",
-        platform="linux-x86_64",
-        tag="cp312",
-    )
+    interpreter = target_interpreter()
     pin = Pin(name="cython", version="3.3.1", wheels=wheels)
     node = Node(pin=pin, python=interpreter.key, provenance=Provenance.BINARY)
-    planned = PlannedNode(node, interpreter, settings.settings_for("cython", "3.3.1"))
-    chosen = planner._binary_wheel(planned, ())
+    planned = PlannedNode(node, interpreter, SETTINGS.settings_for("cython", "3.3.1"))
+    chosen = planner(tmp_path, "cython")._binary_wheel(planned, ())
     assert chosen.filename == f"cython-3.3.1-cp312-cp312-{platform}.whl"
 
 
@@ -61,23 +59,8 @@ def test_a_pin_whose_sdist_is_another_version_is_refused(tmp_path: Path) -> None
         member = tarfile.TarInfo("six-1.17.0/pyproject.toml")
         member.size = len(data)
         archive.addfile(member, io.BytesIO(data))
-    settings = load_settings(None, environ={})
-    planner = TreePlanner(
-        WheelhouseRequest(requirements=("six",)),
-        cache_root=tmp_path / "cache",
-        scratch=tmp_path,
-        settings=settings,
-        environ={},
-    )
-    interpreter = Interpreter(
-        path=Path("/usr/bin/python3.12"),
-        version=(3, 12, 4),
-        implementation="cpython",
-        platform="linux-x86_64",
-        tag="cp312",
-    )
     # A lock file that says 9.9 for an sdist of 1.17.0: the wheel would not be the pin.
     pin = Pin(name="six", version="9.9", sdist=FileRef(sdist.as_uri(), sdist.name))
     message = r"six 9\.9: its sdist six-1\.17\.0\.tar\.gz is 1\.17\.0 of six"
     with pytest.raises(UsageError, match=message):
-        planner._add(pin, interpreter, NodeKind.RUNTIME)
+        planner(tmp_path, "six")._add(pin, target_interpreter(), NodeKind.RUNTIME)
