@@ -114,6 +114,8 @@ def resolve(
     binary = frozenset(canonicalize_name(name) for name in binary)
     if not requirements:
         return []
+    if ":all:" in binary:
+        sdists = False  # every package's wheel is taken: none needs an sdist
     stored = None
     if cache_dir is not None:
         key = resolution_key(requirements, interpreter, constraints, sdists, binary, environ)
