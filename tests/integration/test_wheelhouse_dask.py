@@ -222,3 +222,31 @@ def _descends_from(pid: int, ancestor: int) -> bool:
             return False
         pid = int(stat.rsplit(")", 1)[1].split()[1])
     return False
+
+
+def test_a_worker_with_another_kiln_is_refused_before_any_job_runs(
+    tmp_path: Path,
+    tree_index: Path,  # noqa: F811
+    wheelhouse: Path,
+) -> None:
+    def pretend_another_kiln() -> None:
+        import kiln
+
+        kiln.__version__ = "0+elsewhere"
+
+    out = tmp_path / "wh"
+    with cluster(tmp_path / "farm") as farm:
+        with distributed.Client(farm.scheduler_address, set_as_default=False) as client:
+            client.run(pretend_another_kiln, workers=[farm.workers["b"].worker_address])
+        done = run_kiln(
+            *wheelhouse_args(tree_index, wheelhouse, "kt-base", "-o", out),
+            "--scheduler",
+            farm.scheduler_address,
+        )
+    assert done.returncode == 2, done.stderr
+    assert "refusing the Dask cluster" in done.stderr, done.stderr
+    assert "runs kiln 0+elsewhere" in done.stderr, done.stderr
+    # Refused before any job: no worker built anything, no wheel landed.
+    assert not (tmp_path / "farm" / "a" / "kiln-cache").exists()
+    assert not (tmp_path / "farm" / "b" / "kiln-cache").exists()
+    assert not list(out.glob("*.whl"))

@@ -351,30 +351,32 @@ def _unpack_shipment(shipment: Shipment, spec: JobSpec, place: Path, cache_root:
 
 
 def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
-    """A shipped directory (a project, or a patched sdist), unpacked safely once per
-    content under the worker's cache."""
+    """A shipped directory (a project, or a patched sdist), unpacked once per content
+    under the worker's cache, whole (a partial directory renamed into place)."""
     from kiln.layout import WHEELHOUSE_RUNS
-    from kiln.sdist import unpack_sdist
+    from kiln.removal import remove_tree
 
     digest = hashlib.sha256(shipment.source).hexdigest()[:16]
     stable = cache_root / WHEELHOUSE_RUNS / WORKER_SOURCES / digest
     top = stable / shipment.source_name.removesuffix(".tar.gz")
     if top.is_dir():
         return top
-    partial = stable.with_name(f"{digest}.partial-{secrets.token_hex(4)}")
-    archive = stable.parent / f"{digest}-{secrets.token_hex(4)}.tar.gz"
     stable.parent.mkdir(parents=True, exist_ok=True)
-    archive.write_bytes(shipment.source)
+    partial = stable.with_name(f"{digest}.partial-{secrets.token_hex(4)}")
     try:
-        unpack_sdist(archive, partial)
-        try:
-            partial.rename(stable)
-        except OSError:  # another job unpacked the same content first
-            from kiln.removal import remove_tree
-
-            remove_tree(partial)
+        with tarfile.open(fileobj=io.BytesIO(shipment.source), mode="r:gz") as archive:
+            # The "data" filter refuses links and paths that leave the directory.
+            archive.extractall(partial, filter="data")
+        partial.rename(stable)
+    except FileExistsError:
+        pass  # another job unpacked the same content first
+    except OSError as error:
+        if not top.is_dir():
+            raise
+        logger.debug("%s: unpacked by another job meanwhile (%s)", top, error)
     finally:
-        archive.unlink(missing_ok=True)
+        if partial.exists():
+            remove_tree(partial)
     return top
 
 
