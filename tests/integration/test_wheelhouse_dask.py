@@ -131,6 +131,9 @@ def test_a_failing_package_is_reported_once_and_blocks_its_dependents(
         p for w in ("a", "b") for p in (tmp_path / "farm" / w / "kiln-cache" / "runs-v1").iterdir()
     ]
     assert len(kept) == 1, kept
+    # Its log is named where it is: on the worker.
+    worker = built["kt-broken"]["worker"]
+    assert f"log: {worker}:{tmp_path / 'farm' / worker / 'kiln-cache'}" in done.stderr, done.stderr
     assert not list(out.glob("kt_broken*"))
 
 

@@ -63,8 +63,6 @@ CONNECT_SECONDS = 30.0
 WORKERS_SECONDS = 60.0
 # How often a running job looks whether the client still wants it.
 POLL_SECONDS = 0.5
-# Of a build log, what comes back to the client (the whole log stays on the worker).
-LOG_TAIL_BYTES = 256 * 1024
 # The worker's own, never the client's: paths and settings of the machine itself.
 MACHINE_LOCAL = frozenset(
     {
@@ -417,25 +415,13 @@ def _cpu_share() -> int:
 
 
 def _answer(result: JobResult) -> dict[str, Any]:
-    """The result as plain data, with the wheel's bytes and the log's tail."""
+    """The result as plain data, with the wheel's bytes when there is one."""
     answer: dict[str, Any] = {"result": result.to_json()}
     if result.ok and result.wheel:
         wheel = Path(result.wheel)
         answer["wheel_name"] = wheel.name
         answer["wheel"] = wheel.read_bytes()
-    if result.log_path:
-        answer["log"] = _tail(Path(result.log_path))
     return answer
-
-
-def _tail(path: Path) -> bytes:
-    try:
-        with path.open("rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - LOG_TAIL_BYTES))
-            return log.read()
-    except OSError:
-        return b""
 
 
 # -- the client's side ------------------------------------------------------------
@@ -609,20 +595,17 @@ class DaskExecutor:
             outer.set_result(result)
 
     def _receive(self, spec: JobSpec, answer: Mapping[str, Any], env_key: str) -> JobResult:
-        """Write what came back into the job's own files here: the wheel into its
-        outdir (whole: a partial file renamed), the log's tail beside it."""
+        """Write the wheel that came back into the job's outdir here, whole (a
+        partial file renamed into place)."""
         result = JobResult.from_json(answer["result"])
-        outdir = Path(spec.outdir)
+        # The log and a kept build stay on the worker (`kiln debug` runs there):
+        # named as WORKER:PATH.
         changes: dict[str, Any] = {
-            "kept": f"{result.worker}:{result.kept}" if result.kept else None
+            name: f"{result.worker}:{value}" if value else None
+            for name, value in (("kept", result.kept), ("log_path", result.log_path))
         }
-        log = answer.get("log")
-        if log is not None:
-            log_path = outdir.with_name(outdir.name + ".worker.log")
-            log_path.write_bytes(log)
-            changes["log_path"] = str(log_path)
         if result.ok and "wheel" in answer:
-            wheel = outdir / Path(answer["wheel_name"]).name
+            wheel = Path(spec.outdir) / Path(answer["wheel_name"]).name
             partial = wheel.with_name(f".{wheel.name}.partial")
             partial.write_bytes(answer["wheel"])
             partial.rename(wheel)
