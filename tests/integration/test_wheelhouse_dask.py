@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_kiln
+from tests.helpers import pid_alive, run_kiln, wait_for_file
 from tests.integration.test_wheelhouse import tree_index, wheelhouse_args  # noqa: F401
 
 distributed = pytest.importorskip("distributed")
@@ -46,7 +48,7 @@ def cluster(root: Path, names: tuple[str, ...] = ("a", "b"), **env: str) -> Iter
     }
     scheduler = {
         "cls": distributed.Scheduler,
-        "options": {"dashboard": False, "host": "127.0.0.1"},
+        "options": {"dashboard": False, "dashboard_address": ":0", "host": "127.0.0.1"},
     }
     with distributed.SpecCluster(
         workers=workers, scheduler=scheduler, silence_logs=False
@@ -252,4 +254,33 @@ def test_a_worker_with_another_kiln_is_refused_before_any_job_runs(
     # Refused before any job: no worker built anything, no wheel landed.
     assert not (tmp_path / "farm" / "a" / "kiln-cache").exists()
     assert not (tmp_path / "farm" / "b" / "kiln-cache").exists()
+    assert not list(out.glob("*.whl"))
+
+
+def test_ctrl_c_at_the_client_stops_the_job_on_its_worker(
+    tmp_path: Path,
+    tree_index: Path,  # noqa: F811
+    wheelhouse: Path,
+) -> None:
+    pidfile = tmp_path / "slow.pid"
+    out = tmp_path / "wh"
+    with cluster(tmp_path / "farm", KT_SLOW_PIDFILE=str(pidfile)) as farm:
+        args = wheelhouse_args(tree_index, wheelhouse, "kt-slow", "-o", out)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kiln", *map(str, args), "--scheduler", farm.scheduler_address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            slow_pid = int(wait_for_file(pidfile, process))
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 130, stderr
+        # The worker stops the build once it sees the job cancelled (SIGINT to the
+        # job's processes, then SIGTERM and SIGKILL after the grace period).
+        assert not pid_alive(slow_pid, seconds=60), "the build still runs on its worker"
     assert not list(out.glob("*.whl"))
