@@ -3,6 +3,7 @@ environment, the identity check, the warm-worker choice, the missing extra."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,23 @@ def test_the_warm_worker_is_preferred_only_while_it_has_a_free_slot() -> None:
     assert executor._free_warm_worker("env") == "tcp://h:1"
     client.busy["tcp://h:1"] = 2  # both of its slots taken: any worker will do
     assert executor._free_warm_worker("env") is None
+
+
+def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
+    from kiln.interpreters import find_interpreter, to_json
+
+    mine = to_json(find_interpreter(sys.executable, os.environ))
+    spec = JobSpec(
+        node="pkg==1.0@cp3",
+        name="pkg",
+        version="1.0",
+        source="/client/pkg-1.0.tar.gz",
+        outdir="/client/out",
+        cache_dir="/client/cache",
+        python=sys.executable,
+        interpreter=mine,
+    )
+    assert dask_executor._worker_python(spec) is not None
+    elsewhere = JobSpec(**{**spec.to_json(), "interpreter": {**mine, "platform": "other-arch"}})
+    with pytest.raises(dask_executor.WorkerRefused, match="other-arch"):
+        dask_executor._worker_python(elsewhere)

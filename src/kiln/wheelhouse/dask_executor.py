@@ -109,6 +109,10 @@ class WorkerMismatchError(KilnError):
     exit_code = EXIT_USAGE
 
 
+class WorkerRefused(Exception):
+    """This worker cannot build the job for the client's interpreter."""
+
+
 class JobLost(RuntimeError):
     """The job's process died on the worker without a result: run it again."""
 
@@ -221,15 +225,7 @@ def run_on_worker(shipment: Shipment) -> dict[str, Any]:
     spec = JobSpec.from_json(shipment.spec)
     refused = mismatch(shipment.client, identity())
     if refused is not None:
-        return _answer(
-            JobResult(
-                node=spec.node,
-                ok=False,
-                exit_code=EXIT_USAGE,
-                error=f"worker {name} refused: it runs {refused}",
-                worker=name,
-            )
-        )
+        return _answer(_refused(spec, name, f"it runs {refused}"))
     from kiln.cache import Cache
     from kiln.layout import WHEELHOUSE_RUNS, lock_beside
     from kiln.locks import FileLock
@@ -245,7 +241,10 @@ def run_on_worker(shipment: Shipment) -> dict[str, Any]:
     for lock in shared:
         lock.acquire_shared()
     try:
-        local = _unpack_shipment(shipment, spec, place / "jobs" / "job", cache_root)
+        try:
+            local = _unpack_shipment(shipment, spec, place / "jobs" / "job", cache_root)
+        except WorkerRefused as refusal:
+            return _answer(_refused(spec, name, str(refusal)))
         pool = _pool(worker)
         future = pool.submit(local)
         key = worker.get_current_task()
@@ -265,6 +264,17 @@ def run_on_worker(shipment: Shipment) -> dict[str, Any]:
         lock_beside(place).unlink(missing_ok=True)
         for lock in shared:
             lock.release()
+
+
+def _refused(spec: JobSpec, worker: str, why: str) -> JobResult:
+    """A job this worker must not build: a wheel for another interpreter never lands."""
+    return JobResult(
+        node=spec.node,
+        ok=False,
+        exit_code=EXIT_USAGE,
+        error=f"worker {worker} refused the job: {why}",
+        worker=worker,
+    )
 
 
 def worker_label(worker: distributed.Worker) -> str:
@@ -398,12 +408,33 @@ def worker_environ(
 
 
 def _worker_python(spec: JobSpec) -> str | None:
-    """The interpreter the job builds with here: the client's own path when this
-    machine has it too (the same image), else None, this worker's (which the
-    identity check made sure is the same Python)."""
+    """The interpreter the job builds with here: the client's path when this machine
+    has it too (the same image), else one found here by version; either way the
+    same implementation, version and platform as the client's, or the job is
+    refused (:class:`WorkerRefused`). None: kiln's own, which the identity check
+    made sure is the client's."""
+    wanted = spec.interpreter
     if spec.python and Path(spec.python).is_file():
-        return spec.python
-    return None
+        candidate = spec.python
+    elif wanted:
+        candidate = ".".join(map(str, wanted["version"]))
+    else:
+        return None
+    from kiln.interpreters import find_interpreter
+
+    try:
+        found = find_interpreter(candidate, os.environ)
+    except KilnError as error:
+        raise WorkerRefused(f"it has no Python to build for: {error}") from error
+    if wanted:
+        theirs = (list(found.version), found.implementation, found.platform)
+        if theirs != (list(wanted["version"]), wanted["implementation"], wanted["platform"]):
+            raise WorkerRefused(
+                f"its {found.describe()} on {found.platform} is not the client's "
+                f"{wanted['implementation']} {'.'.join(map(str, wanted['version']))} "
+                f"on {wanted['platform']}"
+            )
+    return str(found.path)
 
 
 def _cpu_share() -> int:
