@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import socket
@@ -65,6 +66,7 @@ def cluster(root: Path, workers: int, environ: dict[str, str]) -> Iterator[str]:
                 "nthreads": 1,
                 "resources": {"kiln": 1},
                 "host": "127.0.0.1",
+                "local_directory": str(root / f"w{n}" / "dask"),
                 "env": {
                     **{k: v for k, v in environ.items() if k.startswith(("PIP_", "UV_"))},
                     "KILN_CACHE_DIR": str(root / f"w{n}" / "kiln-cache"),
@@ -79,7 +81,9 @@ def cluster(root: Path, workers: int, environ: dict[str, str]) -> Iterator[str]:
         "options": {"dashboard_address": ":0", "host": "127.0.0.1"},
     }
     spec_cluster_class: Any = distributed.SpecCluster  # only partly typed
-    with spec_cluster_class(workers=specs, scheduler=scheduler) as spec_cluster:
+    with spec_cluster_class(
+        workers=specs, scheduler=scheduler, silence_logs=logging.ERROR
+    ) as spec_cluster:
         yield str(spec_cluster.scheduler_address)
 
 

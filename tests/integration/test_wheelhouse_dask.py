@@ -42,6 +42,8 @@ def cluster(root: Path, names: tuple[str, ...] = ("a", "b"), **env: str) -> Iter
                     **env,
                 },
                 "host": "127.0.0.1",
+                # Dask's own scratch, out of the global temp dir.
+                "local_directory": str(root / name / "dask"),
             },
         }
         for name in names

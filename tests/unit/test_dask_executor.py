@@ -204,7 +204,8 @@ def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
         python=sys.executable,
         interpreter=mine,
     )
-    assert dask_executor._worker_python(spec) is not None
+    here = dask_executor._worker_python(spec)
+    assert here["interpreter"]["version"] == mine["version"] and here["python"]
     elsewhere = JobSpec(**{**spec.to_json(), "interpreter": {**mine, "platform": "other-arch"}})
     with pytest.raises(dask_executor.WorkerRefused, match="other-arch"):
         dask_executor._worker_python(elsewhere)

@@ -284,8 +284,11 @@ def worker_label(worker: distributed.Worker) -> str:
 
 
 def _worker_cache_dir() -> Path | None:
-    value = os.environ.get("KILN_CACHE_DIR")
-    return Path(value) if value else None
+    """The worker's own kiln cache: its $KILN_CACHE_DIR, else its user's default."""
+    from kiln.options import environment_defaults
+
+    found: Path | None = environment_defaults({"cache_dir": None}, os.environ).get("cache_dir")
+    return found
 
 
 def _pool(worker: distributed.Worker) -> LocalPool:
@@ -350,8 +353,7 @@ def _unpack_shipment(shipment: Shipment, spec: JobSpec, place: Path, cache_root:
         source=str(source),
         outdir=str(outdir),
         cache_dir=str(cache_root),
-        python=_worker_python(spec),
-        interpreter=None,
+        **_worker_python(spec),
         constraints=tuple(constraints),
         environ=environ,
         cpu_share=_cpu_share(),
@@ -407,11 +409,12 @@ def worker_environ(
     return result
 
 
-def _worker_python(spec: JobSpec) -> str | None:
-    """The interpreter the job builds with here: the client's path when this machine
-    has it too (the same image), else one found here by version; either way the
-    same implementation, version and platform as the client's, or the job is
-    refused (:class:`WorkerRefused`). None: kiln's own, which the identity check
+def _worker_python(spec: JobSpec) -> dict[str, Any]:
+    """The interpreter the job builds with here (the spec's ``python`` and
+    ``interpreter``): the client's path when this machine has it too (the same
+    image), else one found here by version; either way the same implementation,
+    version and platform as the client's, or the job is refused
+    (:class:`WorkerRefused`). Neither known: kiln's own, which the identity check
     made sure is the client's."""
     wanted = spec.interpreter
     if spec.python and Path(spec.python).is_file():
@@ -419,8 +422,8 @@ def _worker_python(spec: JobSpec) -> str | None:
     elif wanted:
         candidate = ".".join(map(str, wanted["version"]))
     else:
-        return None
-    from kiln.interpreters import find_interpreter
+        return {"python": None, "interpreter": None}
+    from kiln.interpreters import find_interpreter, to_json
 
     try:
         found = find_interpreter(candidate, os.environ)
@@ -434,7 +437,8 @@ def _worker_python(spec: JobSpec) -> str | None:
                 f"{wanted['implementation']} {'.'.join(map(str, wanted['version']))} "
                 f"on {wanted['platform']}"
             )
-    return str(found.path)
+    # Its answer goes with the job, which then need not ask it again.
+    return {"python": str(found.path), "interpreter": to_json(found)}
 
 
 def _cpu_share() -> int:
