@@ -209,3 +209,10 @@ def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
     elsewhere = JobSpec(**{**spec.to_json(), "interpreter": {**mine, "platform": "other-arch"}})
     with pytest.raises(dask_executor.WorkerRefused, match="other-arch"):
         dask_executor._worker_python(elsewhere)
+
+
+def test_the_scheduler_option_reaches_the_request() -> None:
+    from kiln.wheelhouse_command import build_parser, request_from_args
+
+    args = build_parser().parse_args(["six", "--scheduler", "tcp://farm:8786"])
+    assert request_from_args(args).scheduler == "tcp://farm:8786"
