@@ -282,7 +282,7 @@ def test_ctrl_c_at_the_client_stops_the_job_on_its_worker(
             if process.poll() is None:
                 process.kill()
         assert process.returncode == 130, stderr
-        # The worker stops the build once it sees the job cancelled (SIGINT to the
+        # The client returned once the worker had stopped the build (SIGINT to the
         # job's processes, then SIGTERM and SIGKILL after the grace period).
-        assert not pid_alive(slow_pid, seconds=60), "the build still runs on its worker"
+        assert not pid_alive(slow_pid), "the build still runs on its worker"
     assert not list(out.glob("*.whl"))

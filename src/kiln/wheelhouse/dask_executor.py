@@ -63,6 +63,8 @@ CONNECT_SECONDS = 30.0
 WORKERS_SECONDS = 60.0
 # How often a running job looks whether the client still wants it.
 POLL_SECONDS = 0.5
+# Beyond the job's own grace period, how long a cancel waits for the workers.
+STOP_MARGIN_SECONDS = 10.0
 # The worker's own, never the client's: paths and settings of the machine itself.
 MACHINE_LOCAL = frozenset(
     {
@@ -264,6 +266,12 @@ def run_on_worker(shipment: Shipment) -> dict[str, Any]:
         lock_beside(place).unlink(missing_ok=True)
         for lock in shared:
             lock.release()
+
+
+def _running_keys(dask_worker: distributed.Worker) -> list[str]:
+    """The tasks whose functions still run on this worker, cancelled ones included."""
+    states = ("executing", "long-running", "cancelled")
+    return [str(key) for key, task in dask_worker.state.tasks.items() if task.state in states]
 
 
 def _refused(spec: JobSpec, worker: str, why: str) -> JobResult:
@@ -657,16 +665,35 @@ class DaskExecutor:
         return None
 
     def cancel(self, futures: Collection[Future[JobResult]]) -> None:
-        """Cancel the tasks on the cluster (a running job's worker sees it within
-        POLL_SECONDS and stops the job's processes); each future gets a cancelled
-        result at once."""
+        """Cancel the tasks on the cluster and wait until no worker runs them (a
+        running job's worker sees the cancel within POLL_SECONDS and stops the job's
+        processes as LocalPool does); each future gets a cancelled result."""
         with self._lock:
             ours = {outer: self._futures.pop(outer) for outer in futures if outer in self._futures}
         if ours:
-            self.client.cancel([task for task, _ in ours.values()], force=True)
+            tasks = [task for task, _ in ours.values()]
+            self.client.cancel(tasks, force=True)
+            self._wait_stopped({str(task.key) for task in tasks})
         for outer, (_, spec) in ours.items():
             if not outer.done():
                 outer.set_result(cancelled_result(spec))
+
+    def _wait_stopped(self, keys: set[str]) -> None:
+        """Until no worker runs any of ``keys`` (bounded: a worker that does not
+        answer is not waited for). A second interrupt stops the waiting."""
+        from kiln.wheelhouse.executors import CANCEL_GRACE_SECONDS
+
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS + STOP_MARGIN_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                running: dict[str, list[str]] = self.client.run(_running_keys)
+            except Exception as error:  # the cluster is gone: nothing to wait for
+                logger.debug("cannot ask the workers what still runs: %s", error)
+                return
+            if not any(keys.intersection(on_worker) for on_worker in running.values()):
+                return
+            time.sleep(POLL_SECONDS)
+        logger.warning("a cancelled job still runs on a Dask worker; it stops there later")
 
     def close(self) -> None:
         with self._lock:
