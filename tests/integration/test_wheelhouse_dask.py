@@ -223,12 +223,17 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     while pid > 1:
         if pid == ancestor:
             return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        pid = _parent_of(pid)
     return False
+
+
+def _parent_of(pid: int) -> int:
+    """The parent's pid, or 0 when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def test_a_worker_with_another_kiln_is_refused_before_any_job_runs(
@@ -286,3 +291,41 @@ def test_ctrl_c_at_the_client_stops_the_job_on_its_worker(
         # job's processes, then SIGTERM and SIGKILL after the grace period).
         assert not pid_alive(slow_pid), "the build still runs on its worker"
     assert not list(out.glob("*.whl"))
+
+
+def test_a_job_whose_process_dies_on_a_living_worker_runs_again(
+    tmp_path: Path,
+    tree_index: Path,  # noqa: F811
+    wheelhouse: Path,
+) -> None:
+    pidfile = tmp_path / "slow.pid"
+    out = tmp_path / "wh"
+    killed: list[int] = []
+
+    def kill_the_job_process() -> None:
+        while not pidfile.exists():
+            time.sleep(0.1)
+        pid = int(pidfile.read_text().split()[0])
+        pidfile.with_name(pidfile.name + ".go").touch()
+        # The job's own process (python -m kiln.wheelhouse.job), above the hook's.
+        while pid > 1:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"kiln.wheelhouse.job" in command:
+                killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
+                return
+            pid = _parent_of(pid)
+
+    with cluster(tmp_path / "farm", names=("a",), KT_SLOW_PIDFILE=str(pidfile)) as farm:
+        killer = threading.Thread(target=kill_the_job_process, daemon=True)
+        killer.start()
+        done = run_kiln(
+            *wheelhouse_args(tree_index, wheelhouse, "kt-slow", "-o", out),
+            "--scheduler",
+            farm.scheduler_address,
+        )
+        killer.join(timeout=60)
+    assert killed, "no job process was killed"
+    assert done.returncode == 0, done.stderr
+    assert packages(out)["kt-slow"]["status"] == "built"
+    assert len(list(out.glob("kt_slow-*.whl"))) == 1
