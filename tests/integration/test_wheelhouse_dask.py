@@ -189,10 +189,7 @@ def test_a_worker_killed_mid_build_has_its_job_run_again(
         killed: list[str] = []
 
         def kill_the_worker_that_builds() -> None:
-            while not pidfile.exists():
-                time.sleep(0.1)
-            pid = int(pidfile.read_text().split()[0])
-            pidfile.with_name(pidfile.name + ".go").touch()
+            pid = _building(pidfile)
             # The worker whose process tree holds the build.
             for address, worker_pid in client.run(os.getpid).items():
                 if _descends_from(pid, worker_pid):
@@ -217,6 +214,16 @@ def test_a_worker_killed_mid_build_has_its_job_run_again(
     names = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != ".json")
     assert all(n.endswith((".whl", ".toml", ".txt")) or n.startswith(".") for n in names), names
     assert not [p for p in out.rglob("*") if "partial" in p.name]
+
+
+def _building(pidfile: Path) -> int:
+    """The pid of kt-slow's build once it waits; from then on, its next try builds
+    at once (kt-slow's .go file)."""
+    while not pidfile.exists():
+        time.sleep(0.1)
+    pid = int(pidfile.read_text().split()[0])
+    pidfile.with_name(pidfile.name + ".go").touch()
+    return pid
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:
@@ -303,10 +310,7 @@ def test_a_job_whose_process_dies_on_a_living_worker_runs_again(
     killed: list[int] = []
 
     def kill_the_job_process() -> None:
-        while not pidfile.exists():
-            time.sleep(0.1)
-        pid = int(pidfile.read_text().split()[0])
-        pidfile.with_name(pidfile.name + ".go").touch()
+        pid = _building(pidfile)
         # The job's own process (python -m kiln.wheelhouse.job), above the hook's.
         while pid > 1:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
