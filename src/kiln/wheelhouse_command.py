@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--hook-runner", choices=HOOK_RUNNER_CHOICES, default="auto")
     how.add_argument("--compiler-cache", choices=COMPILER_CACHE_CHOICES)
     how.add_argument("--compiler-cache-remote", metavar="URL")
+    how.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the builds on this Dask scheduler's workers (tcp://host:8786; "
+        "$KILN_SCHEDULER; needs kiln-build[dask])",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0, help="show more")
     out.add_argument("-q", "--quiet", action="count", default=0, help="show less")
@@ -186,6 +192,7 @@ def request_from_args(args: argparse.Namespace) -> WheelhouseRequest:
         find_links=tuple(args.find_links),
         no_index=args.no_index,
         report=args.report,
+        scheduler=args.scheduler,
     )
     return request.with_environment_defaults(os.environ)
 

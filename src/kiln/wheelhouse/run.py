@@ -113,7 +113,7 @@ class _Run:
         self.wheel_cache: WheelCache = WheelCache(cache_root)
         # This run's scratch, job directories and outputs, locked while it lives
         # (kiln cache clean spares it); removed at the end.
-        self.place, self.place_lock = _new_run_dir(cache_root / WHEELHOUSE_RUNS)
+        self.place, self.place_lock = new_run_dir(cache_root / WHEELHOUSE_RUNS)
         # Patched sources and the empty index live at stable paths beside the runs,
         # shared by them: held shared, so kiln cache clean spares them.
         self.shared_locks = [FileLock(bucket / f"{label}{LOCK_SUFFIX}") for label in SHARED]
@@ -200,15 +200,15 @@ class _Run:
     # -- doing ----------------------------------------------------------------
 
     def _build(self, plan: TreePlan, executor: Executor | None) -> None:
-        from kiln.wheelhouse.executors import LocalPool
         from kiln.wheelhouse.scheduler import schedule
 
         wanted = [n for n in plan.graph.topological() if n not in self.outcomes]
         if not wanted:
             return
         deps = {n: [d for d in plan.planned[n].node.build_deps if d in wanted] for n in wanted}
-        jobs = self.request.job_count
-        pool = executor if executor is not None else LocalPool(jobs)
+        pool = executor if executor is not None else self._executor()
+        # On a cluster, unless -j says otherwise, as many as its workers run at once.
+        jobs = self.request.jobs or getattr(pool, "slots", None) or self.request.job_count
         try:
             built = schedule(
                 deps,
@@ -226,6 +226,16 @@ class _Run:
             previous = self.outcomes.get(node_id)
             if previous is None or previous.status is not Status.BUILT:
                 self.outcomes[node_id] = outcome
+
+    def _executor(self) -> Executor:
+        """The local pool, or the Dask cluster --scheduler names (its workers checked)."""
+        from kiln.wheelhouse.executors import LocalPool
+
+        if self.request.scheduler:
+            from kiln.wheelhouse.dask_executor import DaskExecutor
+
+            return DaskExecutor.connect(self.request.scheduler)
+        return LocalPool(self.request.job_count)
 
     def _job_spec(self, node_id: str) -> JobSpec:
         from kiln.wheelhouse.jobspecs import job_spec
@@ -374,7 +384,7 @@ def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
     }
 
 
-def _new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
+def new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
     """A new directory for one run, with its lock held (see kiln.layout's convention)."""
     import secrets
 
