@@ -103,7 +103,8 @@ class TreePlanner:
             self._expand_build_deps(constraints)
         cycles = self.graph.break_cycles()
         for seed, cycle in cycles:
-            logger.warning(
+            # The command line names every seed in its summary; the report has them.
+            logger.debug(
                 "build cycle %s: %s is taken as a wheel from the index (a seed)",
                 " -> ".join(cycle),
                 seed,
