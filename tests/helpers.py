@@ -9,6 +9,10 @@ import time
 import zipfile
 from pathlib import Path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kiln.interpreters import Interpreter
+
 
 def error_line(stderr: str) -> str:
     [line] = [line for line in stderr.splitlines() if line.startswith("kiln: error:")]
@@ -102,3 +106,16 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def target_interpreter() -> Interpreter:
+    """A CPython 3.12 as kiln describes one, never run: for unit tests that plan."""
+    from kiln.interpreters import Interpreter
+
+    return Interpreter(
+        path=Path("/usr/bin/python3.12"),
+        version=(3, 12, 4),
+        implementation="cpython",
+        platform="linux-x86_64",
+        tag="cp312",
+    )

@@ -38,9 +38,11 @@ kiln's wheel cache instead."""
 EPILOG = """\
 exit codes:
   0    every package was built (or taken from the cache or the index)
-  1    a package failed to build, or was blocked by one that did
-  2    bad usage; a bad requirements, lock, settings or patch file; input that
-       cannot be resolved (no version fits, or a package has no sdist)
+  1    a package failed to build (or its patch did not apply), or was blocked
+       by one that did
+  2    bad usage; a bad requirements, lock or settings file (or a patch it names
+       is missing); input that cannot be resolved (no version fits, or a package
+       has no sdist)
   3    an sdist could not be fetched, or a build environment could not be set up
   130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP; finished wheels are
        kept in the cache and the next run resumes
@@ -164,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--hook-runner", choices=HOOK_RUNNER_CHOICES, default="auto")
     how.add_argument("--compiler-cache", choices=COMPILER_CACHE_CHOICES)
     how.add_argument("--compiler-cache-remote", metavar="URL")
+    how.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the builds on this Dask scheduler's workers (tcp://host:8786; "
+        "$KILN_SCHEDULER; needs kiln-build[dask])",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0, help="show more")
     out.add_argument("-q", "--quiet", action="count", default=0, help="show less")
@@ -196,6 +204,7 @@ def request_from_args(args: argparse.Namespace) -> WheelhouseRequest:
         find_links=tuple(args.find_links),
         no_index=args.no_index,
         report=args.report,
+        scheduler=args.scheduler,
     )
     return request.with_environment_defaults(os.environ)
 
@@ -289,10 +298,14 @@ def _print_summary(result: WheelhouseResult, verbosity: int) -> None:
         if outcome.status is Status.FAILED and verbosity > -2:
             job = outcome.result
             name = outcome.node.split("==", 1)[0]
-            print(f"kiln: failed: {outcome.node}", file=sys.stderr)
+            # The reason again: with -q no progress line showed it.
+            reason = ((job.error if job else None) or outcome.reason or "").splitlines()
+            why = f": {reason[0]}" if reason else ""
+            print(f"kiln: failed: {outcome.node}{why}", file=sys.stderr)
             if job is not None and job.log_path:
                 print(f"  log: {job.log_path}", file=sys.stderr)
-            print(f"  open it where it failed: kiln debug {name}", file=sys.stderr)
+            if job is not None and job.kept:  # a patch that does not apply keeps none
+                print(f"  open it where it failed: kiln debug {name}", file=sys.stderr)
         elif outcome.status is Status.BLOCKED and verbosity > -2:
             print(f"kiln: blocked: {outcome.node} (needs {outcome.reason})", file=sys.stderr)
     for seed, cycle in result.cycles:

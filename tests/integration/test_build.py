@@ -211,6 +211,7 @@ def test_report_describes_each_artifact(project: ProjectFactory, tmp_path: Path)
     assert report["kiln_version"] == kiln.__version__
     # Where the time went: the environment and each hook (what --timings draws).
     timings = report["timings"]
+    assert isinstance(timings, dict)
     assert {"environment", "build_sdist", "build_wheel"} <= set(timings)
     assert timings["environment"] > 0 and all(seconds >= 0 for seconds in timings.values())
 

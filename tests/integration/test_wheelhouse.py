@@ -184,7 +184,8 @@ def test_a_patch_that_does_not_apply_is_named(
     done = run_kiln(
         *wheelhouse_args(tree_index, wheelhouse, "kt-base", "-o", out, "--settings", settings)
     )
-    assert done.returncode != 0
+    # The package fails (the rest of a tree would be built): exit 1, as documented.
+    assert done.returncode == 1, done.stderr
     assert str(patch) in done.stderr or "bad.patch" in done.stderr, done.stderr
     assert (out / "mine.txt").read_text() == "the user's"
 
@@ -271,7 +272,9 @@ def test_ctrl_c_mid_tree_stops_every_job_and_keeps_finished_wheels(
         slow_pid = int(wait_for_file(pidfile, process))
         cache = Path(os.environ["KILN_CACHE_DIR"])
         deadline = time.monotonic() + 120
-        while not list(cache.glob("wheels-v1/**/kt_base-*.whl")):
+        # A stored entry, named by its key alone: not <key>.<pid>.partial, which
+        # Ctrl-C would still remove.
+        while not [p for p in cache.glob("wheels-v1/*/kt_base-*.whl") if "." not in p.parent.name]:
             assert time.monotonic() < deadline, "kt-base was never stored"
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
@@ -338,3 +341,103 @@ def test_one_run_builds_for_several_interpreters(
     assert tags == ["cp310", "cp312"]
     assert (out / "pylock.cp310.toml").is_file()
     assert (out / "pylock.cp312.toml").is_file()
+
+
+def test_a_hash_given_for_a_package_taken_as_a_wheel_checks_the_wheel(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    import hashlib
+
+    sdist = next((wheelhouse / "sdists").glob("tomli-*.tar.gz"))
+    version = sdist.name.removesuffix(".tar.gz").split("-")[1]
+    requirements = tmp_path / "requirements.txt"
+
+    def run_with_hashes(*files: Path) -> subprocess.CompletedProcess[str]:
+        hashes = " ".join(
+            f"--hash=sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files
+        )
+        requirements.write_text(f"tomli=={version} {hashes}\n")
+        args: list[str | Path] = ["-r", requirements, "--binary", "tomli", "-o", tmp_path / "wh"]
+        return run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+
+    # Only the sdist's hash: the wheel taken instead matches no --hash, as pip refuses it.
+    refused = run_with_hashes(sdist)
+    assert refused.returncode == 2, refused.stderr
+    assert "tomli" in refused.stderr and "--hash" in refused.stderr
+    taken = run_with_hashes(*wheelhouse.glob(f"tomli-{version}-*.whl"))
+    assert taken.returncode == 0, taken.stderr
+    assert statuses(tmp_path / "wh") == {"tomli": "binary"}
+
+
+def test_a_run_stopped_by_a_users_file_leaves_no_run_directory_behind(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    from kiln.layout import WHEELHOUSE_RUNS
+
+    out = tmp_path / "wh"
+    out.mkdir()
+    for wheel in wheelhouse.glob("tomli-*.whl"):
+        (out / wheel.name).write_text("the user's")
+    cache = tmp_path / "cache"
+    args: list[str | Path] = ["tomli", "--binary", "tomli", "-o", out, "--cache-dir", cache]
+    done = run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+    assert done.returncode == 2, done.stderr
+    assert "kiln did not write it" in done.stderr
+    assert {p.read_text() for p in out.glob("tomli-*.whl")} == {"the user's"}
+    assert not list((cache / WHEELHOUSE_RUNS).glob("run-*"))
+
+
+@pytest.mark.parametrize("name", ["report.json", "pylock.{tag}.toml"])
+def test_a_users_file_named_like_the_report_or_pins_is_not_overwritten(
+    tmp_path: Path, wheelhouse: Path, name: str
+) -> None:
+    out = tmp_path / "wh"
+    out.mkdir()
+    theirs = out / name.format(tag=f"cp{sys.version_info.major}{sys.version_info.minor}")
+    theirs.write_text("the user's")
+    args: list[str | Path] = ["tomli", "--binary", "tomli", "-o", out]
+    done = run_kiln("wheelhouse", *args, "-f", wheelhouse, "-f", wheelhouse / "sdists")
+    assert done.returncode == 2, done.stderr
+    assert str(theirs) in done.stderr and "kiln did not write it" in done.stderr
+    assert theirs.read_text() == "the user's"
+    # What kiln wrote itself, it writes again.
+    theirs.unlink()
+    assert run_kiln("wheelhouse", *args, "-f", wheelhouse).returncode == 0
+    again = run_kiln("wheelhouse", *args, "-f", wheelhouse)
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_project_directory_built_twice_is_built_once(tmp_path: Path, wheelhouse: Path) -> None:
+    # `cd project && kiln wheelhouse .`: the wheelhouse lands inside the project, and
+    # setuptools leaves build/ and *.egg-info there; neither is a change to rebuild for.
+    project = tmp_path / "proj"
+    (project / "src" / "stp").mkdir(parents=True)
+    (project / "src" / "stp" / "__init__.py").write_text("X = 1\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "stp"\nversion = "1.0"\n'
+    )
+    args: list[str | Path] = ["wheelhouse", ".", "-f", wheelhouse, "-f", wheelhouse / "sdists"]
+    first = run_kiln(*args, cwd=project)
+    assert first.returncode == 0, first.stderr
+    second = run_kiln(*args, cwd=project)
+    assert second.returncode == 0, second.stderr
+    assert statuses(project / "wheelhouse") == {"stp": "cached"}
+    # A real change is still one.
+    (project / "src" / "stp" / "__init__.py").write_text("X = 2\n")
+    third = run_kiln(*args, cwd=project)
+    assert third.returncode == 0, third.stderr
+    assert statuses(project / "wheelhouse") == {"stp": "built"}
+
+
+def test_the_report_goes_where_report_says_or_the_run_is_refused_first(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    base: list[str | Path] = ["wheelhouse", "tomli", "--binary", "tomli", "-f", wheelhouse]
+    path = tmp_path / "reports" / "today" / "report.json"
+    done = run_kiln(*base, "-o", tmp_path / "wh", "--report", path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(path.read_text())["summary"]["ok"] is True
+    refused = run_kiln(*base, "-o", tmp_path / "wh", "--report", tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -5,7 +5,10 @@ No processes are started; the bench itself (bench/run.py) is run by hand, never 
 
 from __future__ import annotations
 
+import io
+import random
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,14 @@ import render
 import run
 import stats
 import timing
+import tree
+import treeparts
 from cells import Cell, Results
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 HATCH_WARM = Cell("kiln", "hatchling", "wheel", "warm")
 HATCH_COLD = Cell("kiln", "hatchling", "wheel", "cold")
@@ -313,3 +323,231 @@ def test_bad_options_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
         run.parse_args(argv)
     assert excinfo.value.code == 2
+
+
+# ---- the tree benchmark (bench/tree.py, bench/treeparts.py) ----------------------------
+
+
+def tree_setup() -> treeparts.TreeSetup:
+    return treeparts.TreeSetup(
+        python="/py/bin/python",
+        kiln=["/py/bin/kiln"],
+        uv="/py/bin/uv",
+        fromager=["/fv/bin/fromager"],
+        requirements=Path("/req.txt"),
+        names=["markupsafe", "six"],
+        jobs=2,
+    )
+
+
+def test_read_pins_takes_name_version_lines_and_skips_comments() -> None:
+    text = "# a tree\nMarkupSafe==3.0.2  # C\n\ntyping_extensions == 4.12.2\n"
+    assert treeparts.read_pins(text) == [("markupsafe", "3.0.2"), ("typing-extensions", "4.12.2")]
+
+
+@pytest.mark.parametrize("line", ["six>=1.16", "six", "-e .", "six==1.16; python_version<'3'"])
+def test_read_pins_refuses_anything_but_a_pin(line: str) -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        treeparts.read_pins(f"attrs==24.2.0\n{line}\n")
+
+
+def test_the_tree_is_twenty_distinct_pins() -> None:
+    pins = treeparts.read_pins(treeparts.TREE_REQUIREMENTS.read_text(encoding="utf-8"))
+    assert len(pins) == 20
+    assert len({name for name, _ in pins}) == 20
+
+
+def test_file_names_give_canonical_name_and_version() -> None:
+    assert treeparts.sdist_name_version("typing_extensions-4.12.2.tar.gz") == (
+        "typing-extensions",
+        "4.12.2",
+    )
+    assert treeparts.sdist_name_version("python-dateutil-2.9.0.post0.tar.gz") == (
+        "python-dateutil",
+        "2.9.0.post0",
+    )
+    assert treeparts.sdist_name_version("six-1.16.0-py2.py3-none-any.whl") is None
+    assert treeparts.wheel_name_version("Flit_Core-3.9.0-py3-none-any.whl") == (
+        "flit-core",
+        "3.9.0",
+    )
+    assert treeparts.wheel_name_version("six-1.16.0.tar.gz") is None
+
+
+def test_build_requires_from_pyproject_or_the_legacy_default() -> None:
+    text = '[build-system]\nrequires = ["setuptools>=64", "Cython~=3.0.10"]\n'
+    assert treeparts.build_requires_from_pyproject(text) == ["setuptools>=64", "Cython~=3.0.10"]
+    legacy = treeparts.LEGACY_BUILD_REQUIRES
+    assert treeparts.build_requires_from_pyproject(None) == legacy
+    assert treeparts.build_requires_from_pyproject("[project]\nname = 'x'\n") == legacy
+
+
+def make_sdist(path: Path, files: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_sdist_pyproject_reads_only_the_top_level_file(tmp_path: Path) -> None:
+    sdist = make_sdist(
+        tmp_path / "x-1.0.tar.gz",
+        {"x-1.0/tests/pyproject.toml": "nested", "x-1.0/pyproject.toml": "top"},
+    )
+    assert treeparts.sdist_pyproject(sdist) == "top"
+    assert treeparts.sdist_top_directory(sdist) == "x-1.0"
+    bare = make_sdist(tmp_path / "y-1.0.tar.gz", {"y-1.0/setup.py": ""})
+    assert treeparts.sdist_pyproject(bare) is None
+
+
+def test_round_patch_adds_a_file_naming_the_round() -> None:
+    first, second = treeparts.round_patch(1), treeparts.round_patch(2)
+    assert first != second
+    assert first.startswith("--- /dev/null\n+++ b/KILN_BENCH_ROUND.txt\n@@ -0,0 +1 @@\n")
+    assert first.endswith("+kiln tree benchmark, round 1\n")
+
+
+def test_settings_toml_patches_one_package() -> None:
+    table = tomllib.loads(treeparts.settings_toml("six", "bench.patch"))
+    assert table == {"packages": {"six": {"patches": ["bench.patch"]}}}
+
+
+def test_kiln_arms_run_kiln_wheelhouse() -> None:
+    setup, out = tree_setup(), Path("/out")
+    cold = treeparts.command(
+        setup, treeparts.KILN_COLD, out, cache=Path("/c"), scratch=Path("/s"), settings=None
+    )
+    assert cold == [
+        "/py/bin/kiln", "wheelhouse", "-r", "/req.txt", "-o", "/out",
+        "--cache-dir", "/c", "-j", "2", "--python", "/py/bin/python",
+    ]  # fmt: skip
+    patched = treeparts.command(
+        setup, treeparts.KILN_PATCHED, out, cache=Path("/c"), scratch=Path("/s"),
+        settings=Path("/set.toml"),
+    )  # fmt: skip
+    assert patched[-2:] == ["--settings", "/set.toml"]
+    source = treeparts.command(
+        setup, treeparts.KILN_SOURCE, out, cache=Path("/c"), scratch=Path("/s"), settings=None
+    )
+    assert source[-2:] == ["--build-deps", "source"]
+
+
+def test_pip_uv_and_fromager_build_the_same_names_from_source() -> None:
+    setup, out = tree_setup(), Path("/out")
+
+    def command(arm: str) -> list[str]:
+        return treeparts.command(
+            setup, arm, out, cache=Path("/c"), scratch=Path("/s"), settings=None
+        )
+
+    pip = command(treeparts.PIP)
+    assert pip == [
+        "/py/bin/python", "-m", "pip", "wheel", "--no-binary", "markupsafe,six",
+        "-r", "/req.txt", "-w", "/out",
+    ]  # fmt: skip
+    uv = command(treeparts.UV)
+    assert uv[:3] == ["/py/bin/uv", "pip", "install"]
+    assert uv[uv.index("--no-binary") + 1] == "markupsafe,six"
+    assert uv[uv.index("--target") + 1] == "/out"
+    fromager = command(treeparts.FROMAGER)
+    assert fromager[fromager.index("--constraints-file") + 1] == "/req.txt"
+    assert fromager[fromager.index("--wheels-repo") + 1] == "/out"
+    assert fromager[-3:] == ["bootstrap", "-r", "/req.txt"]
+
+
+def test_report_statuses_reads_a_list_or_a_mapping_of_packages() -> None:
+    listed = {
+        "packages": [{"name": "six", "status": "built"}, {"name": "idna", "status": "cached"}]
+    }
+    assert treeparts.report_statuses(listed) == {"built": 1, "cached": 1}
+    keyed = {"packages": {"six": {"status": "cached"}, "idna": {"status": {"state": "cached"}}}}
+    assert treeparts.report_statuses(keyed) == {"cached": 2}
+    with pytest.raises(ValueError, match="packages"):
+        treeparts.report_statuses({"wheels": []})
+
+
+def test_missing_wheels_and_installs_name_what_the_run_did_not_make() -> None:
+    names = ["markupsafe", "six", "typing-extensions"]
+    wheels = ["MarkupSafe-3.0.2-cp311-cp311-linux_x86_64.whl", "six-1.16.0-py2.py3-none-any.whl"]
+    assert treeparts.missing_wheels(names, wheels) == ["typing-extensions"]
+    installed = ["markupsafe", "six-1.16.0.dist-info", "typing_extensions-4.12.2.dist-info"]
+    assert treeparts.missing_installed(names, installed) == ["markupsafe"]
+
+
+def test_summary_rows_give_the_issue_targets() -> None:
+    results = treeparts.TreeResults(
+        samples={
+            treeparts.KILN_COLD: [20.0, 22.0, 24.0],
+            treeparts.UV: [50.0, 44.0, 60.0],
+            treeparts.PIP: [70.0],
+            treeparts.KILN_NO_CHANGE: [1.5],
+        },
+        statuses={treeparts.KILN_PATCHED: [{"built": 1, "cached": 19}, {"built": 2}]},
+    )
+    rows = {row[0]: row[1:] for row in treeparts.summary_rows(results)}
+    assert rows["kiln cold / uv"] == ["0.44x", "≤ 0.5", "PASS"]
+    assert rows["kiln cold / pip"] == ["0.31x", "≤ 0.3", "FAIL"]
+    assert rows["no-change run (s)"] == ["1.50", "< 2", "PASS"]
+    assert rows["packages rebuilt after one patch changed"] == ["2", "= 1", "FAIL"]
+    assert rows["kiln --build-deps source / fromager"][0] == "—"
+    assert rows["kiln warm / uv"][0] == "—"
+
+
+def test_a_failed_arm_has_no_median_and_its_targets_skip() -> None:
+    results = treeparts.TreeResults(
+        samples={treeparts.KILN_COLD: [20.0], treeparts.UV: [50.0]},
+        failures={treeparts.UV: "exit status 2"},
+    )
+    rows = {row[0]: row[1:] for row in treeparts.summary_rows(results)}
+    assert rows["kiln cold / uv"][-1] == "SKIP"
+    assert treeparts.time_rows(results, [treeparts.UV])[0][1] == "failed"
+    assert "uv failed: exit status 2" in treeparts.report_text(
+        results, [treeparts.KILN_COLD, treeparts.UV], markdown=False
+    )
+
+
+def test_tree_command_line_defaults_and_the_fromager_flag() -> None:
+    args = tree.parse_args([])
+    assert args.arms == list(treeparts.DEFAULT_ARMS)
+    assert treeparts.FROMAGER not in args.arms and args.jobs == 2
+    args = tree.parse_args(["--arms", "uv,pip", "--fromager"])
+    assert args.arms == [treeparts.PIP, treeparts.UV, treeparts.KILN_SOURCE, treeparts.FROMAGER]
+
+
+class RecordingBench(tree.TreeBench):
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.results = treeparts.TreeResults()
+        self.order: list[str] = []
+        self.failing = failing
+
+    def run(self, arm: str, round_number: int) -> float:
+        self.order.append(arm)
+        if arm in self.failing:
+            raise tree.TreeRunFailed("exit status 2\n  $ kiln wheelhouse")
+        return 1.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kiln_warm_no_change_and_patched_run_together_in_that_order(seed: int) -> None:
+    bench = RecordingBench()
+    bench.round(treeparts.ARMS, random.Random(seed), 1, warmup=False)
+    assert sorted(bench.order) == sorted(treeparts.ARMS)
+    start = bench.order.index(treeparts.KILN_WARM)
+    assert bench.order[start : start + 3] == list(treeparts.KILN_SEQUENCE)
+    assert bench.results.samples[treeparts.PIP] == [1.0]
+
+
+def test_a_failed_kiln_warm_run_skips_the_runs_that_need_its_cache() -> None:
+    bench = RecordingBench(failing=frozenset({treeparts.KILN_WARM}))
+    bench.round(treeparts.DEFAULT_ARMS, random.Random(0), 1, warmup=False)
+    assert treeparts.KILN_NO_CHANGE not in bench.order
+    assert treeparts.KILN_PATCHED not in bench.order
+    assert bench.results.failures == {
+        treeparts.KILN_WARM: "exit status 2",
+        treeparts.KILN_NO_CHANGE: "skipped: kiln-warm failed",
+        treeparts.KILN_PATCHED: "skipped: kiln-warm failed",
+    }
+    assert bench.results.samples[treeparts.UV] == [1.0]  # the other arms still ran

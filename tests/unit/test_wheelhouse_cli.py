@@ -116,3 +116,30 @@ def test_only_a_wheelhouse_jobs_own_output_may_be_inside_the_cache(tmp_path: Pat
     for elsewhere in (cache / "wheelhouse-v1" / "sources", cache / "wheels-v1" / "x"):
         with pytest.raises(UsageError, match="inside kiln's cache"):
             refuse_outdir_in_cache(elsewhere, cache)
+
+
+def test_the_summary_names_each_failure_and_offers_only_a_kept_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kiln.wheelhouse.model import JobResult, Outcome, Status
+    from kiln.wheelhouse.run import WheelhouseResult
+    from kiln.wheelhouse_command import _print_summary
+
+    patch_error = "patch /s/bad.patch does not apply to a-1.0: 1 out of 1 hunk FAILED"
+    hook_error = "the build backend's build_wheel hook failed (exit status 1)"
+    outcomes = {
+        "a==1.0": Outcome(
+            "a==1.0", Status.FAILED, result=JobResult("a==1.0", False, error=patch_error)
+        ),
+        "b==1.0": Outcome(
+            "b==1.0",
+            Status.FAILED,
+            result=JobResult("b==1.0", False, error=hook_error, kept=str(tmp_path)),
+        ),
+    }
+    # -q: no progress lines, so the summary is the only place the reason shows.
+    _print_summary(WheelhouseResult(outdir=tmp_path, outcomes=outcomes), verbosity=-1)
+    err = capsys.readouterr().err
+    assert patch_error in err and hook_error in err
+    assert "kiln debug b" in err
+    assert "kiln debug a" not in err

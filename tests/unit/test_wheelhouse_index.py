@@ -59,6 +59,24 @@ def test_rewriting_drops_projects_that_left_and_leaves_no_partials(tmp_path: Pat
     assert not list(simple.rglob("*.partial"))
 
 
+def test_a_rewrite_removes_only_the_pages_it_wrote(tmp_path: Path) -> None:
+    # The user's own files under simple/ (a static index made by another tool, with
+    # its files beside its pages) are theirs: only kiln's stale page goes.
+    make_wheel(tmp_path, "alpha-1.0-py3-none-any.whl")
+    theirs = tmp_path / "simple" / "mine"
+    theirs.mkdir(parents=True)
+    (theirs / "mine-1.0.tar.gz").write_text("the user's")
+    (theirs / "index.html").write_text("the user's page")
+    simple = write_index(tmp_path)
+    assert (theirs / "mine-1.0.tar.gz").read_text() == "the user's"
+    gone = make_wheel(tmp_path, "beta-1.0-py3-none-any.whl")
+    write_index(tmp_path)
+    gone.unlink()
+    write_index(tmp_path)
+    assert not (simple / "beta").exists()
+    assert (theirs / "mine-1.0.tar.gz").read_text() == "the user's"
+
+
 def test_an_empty_wheelhouse_has_an_empty_index(tmp_path: Path) -> None:
     simple = write_index(tmp_path)
     assert links(simple / "index.html") == []

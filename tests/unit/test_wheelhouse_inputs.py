@@ -85,8 +85,9 @@ def test_options_kiln_cannot_honour_name_file_and_line(
 
 def test_an_invalid_requirement_names_the_line(tmp_path: Path) -> None:
     file = write(tmp_path / "requirements.txt", "attrs >>= 2\n")
-    with pytest.raises(UsageError, match=r"requirements.txt:1: not a valid requirement"):
+    with pytest.raises(UsageError, match=r"requirements.txt:1: not a valid requirement") as raised:
         read_inputs(requirement_files=[file])
+    assert "\n" not in str(raised.value)  # one line, without packaging's caret drawing
 
 
 def test_a_missing_included_file_names_its_includer(tmp_path: Path) -> None:
@@ -172,6 +173,11 @@ def test_locked_markers_are_evaluated_per_interpreter(tmp_path: Path) -> None:
     [
         ('lock-version = "2.0"\n', r"lock-version '2.0' is not 1.x"),
         ('lock-version = "1.0"\n[[packages]]\nname = "x"\n', r"package x has no version"),
+        (
+            'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "../../evil"\n'
+            'sdist = { url = "https://e/x-1.tar.gz" }\n',
+            r"package x: version '\.\./\.\./evil' is not a version \(PEP 440\)",
+        ),
         (
             'lock-version = "1.0"\n[[packages]]\nname = "x"\nversion = "1"\n',
             r"package x has no sdist, wheel or directory",

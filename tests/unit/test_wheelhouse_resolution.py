@@ -128,3 +128,29 @@ def test_another_resolver_failure_is_one_line_with_uvs_reason() -> None:
         "resolving dependencies cause: Because nothing-here was not found in the package registry"
     )
     assert error.exit_code == 2
+
+
+def test_binary_all_asks_the_resolver_for_no_sdist(tmp_path: Path) -> None:
+    # A stand-in for uv: it records its arguments and writes a lock of one wheel.
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "uv"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "out = sys.argv[sys.argv.index('-o') + 1]\n"
+        "open(out, 'w').write('lock-version = \"1.0\"\\n[[packages]]\\nname = \"ninja\"\\n'\n"
+        '    \'version = "1"\\nwheels = [{ url = "https://e/ninja-1-py3-none-any.whl" }]\\n\')\n'
+    )
+    fake.chmod(0o755)
+    pins = resolve(
+        ["ninja"],
+        PYTHON,
+        sdists=True,
+        binary=frozenset({":all:"}),
+        environ={"UV_NO_CONFIG": "1"},
+        scratch=tmp_path / "scratch",
+        uv=str(fake),
+    )
+    assert [pin.name for pin in pins] == ["ninja"]
+    assert "--no-binary" not in calls.read_text()

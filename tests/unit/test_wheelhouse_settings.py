@@ -72,6 +72,7 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, message: st
         Settings.load(path)
     assert str(raised.value).startswith(str(path)) or str(path) in str(raised.value)
     assert message in str(raised.value)
+    assert "\n" not in str(raised.value)  # one line, even where packaging says more
 
 
 def fromager_tree(root: Path) -> Path:

@@ -13,7 +13,15 @@ import pytest
 from kiln.errors import ConfigError
 from kiln.layout import SDISTS
 from kiln.wheelhouse.model import FileRef
-from kiln.wheelhouse.sources import HashMismatchError, build_requirements, fetch
+from kiln.wheelhouse.sources import (
+    BUILD_FACTS,
+    HashMismatchError,
+    build_facts,
+    build_requirements,
+    fetch,
+    kept_sha256,
+    self_build_requirements,
+)
 
 
 def sdist_file(tmp_path: Path, name: str = "pkg-1.0.tar.gz", content: bytes = b"x") -> FileRef:
@@ -113,3 +121,42 @@ def test_bad_build_requirements_name_the_sdist(
     with pytest.raises(ConfigError, match=message) as caught:
         build_requirements(sdist)
     assert "pkg-1.0.tar.gz/pyproject.toml" in str(caught.value)
+
+
+SELF_HOSTING = {
+    "back-1.0/PKG-INFO": (
+        "Metadata-Version: 2.1\nName: back\nVersion: 1.0\n"
+        "Requires-Dist: pathspec>=0.10\n"
+        "Requires-Dist: tomli; python_version < '3.11'\n"
+        "Requires-Dist: pytest; extra == 'test'\n"
+    ),
+    "back-1.0/pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "back"\nbackend-path = ["src"]\n'
+    ),
+}
+
+
+def test_a_self_hosting_backends_own_requirements_are_build_requirements(
+    tmp_path: Path,
+) -> None:
+    sdist = make_tar(tmp_path / "back-1.0.tar.gz", SELF_HOSTING)
+    assert self_build_requirements(sdist) == [
+        "pathspec>=0.10",
+        "tomli; python_version < '3.11'",
+    ]
+    # Without backend-path the backend is installed, not the project: nothing more.
+    other = dict(SELF_HOSTING)
+    other["back-1.0/pyproject.toml"] = '[build-system]\nrequires = ["flit_core"]\n'
+    assert self_build_requirements(make_tar(tmp_path / "other-1.0.tar.gz", other)) == []
+
+
+def test_build_facts_are_read_once_then_kept_beside_the_sdist(tmp_path: Path) -> None:
+    kept = tmp_path / "sdists" / ("a" * 64)
+    kept.mkdir(parents=True)
+    sdist = make_tar(kept / "back-1.0.tar.gz", SELF_HOSTING)
+    facts = build_facts(sdist)
+    assert facts == ([], ["pathspec>=0.10", "tomli; python_version < '3.11'"])
+    assert (kept / BUILD_FACTS).is_file()
+    sdist.write_bytes(b"not an archive any more")  # the note answers: the archive is not read
+    assert build_facts(sdist) == facts
+    assert kept_sha256(sdist) == "a" * 64

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import shutil
 import zipfile
 from collections.abc import Iterable, Mapping
 from email.parser import HeaderParser
@@ -50,11 +49,21 @@ def write_index(wheelhouse: Path) -> Path:
         (simple / name).mkdir(exist_ok=True)
         _replace(simple / name / INDEX, _project_page(name, wheels, known, hashes))
     _replace(simple / INDEX, _root_page(sorted(projects)))
-    for entry in simple.iterdir():
-        if entry.is_dir() and not entry.is_symlink() and entry.name not in projects:
-            shutil.rmtree(entry)
+    # Only the pages the last write made (its hashes name their wheels): anything
+    # else under simple/ is the user's and stays.
+    for name in sorted({_project(wheel) for wheel in known} - set(projects)):
+        if "/" not in name and os.sep not in name and name not in ("", ".", ".."):
+            _remove_page(simple / name)
     write_json(simple / HASHES, hashes)
     return simple
+
+
+def _remove_page(directory: Path) -> None:
+    """A project page kiln wrote, and its directory if nothing else is in it."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        (directory / INDEX).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def _project(filename: str) -> str:

@@ -232,7 +232,9 @@ def _checked_requirement(text: str, where: str) -> str:
     try:
         Requirement(text)
     except InvalidRequirement as error:
-        raise UsageError(f"{where}: not a valid requirement: {error}") from error
+        # Its first line: packaging adds the text again with a caret under the fault.
+        reason = str(error).splitlines()[0] if str(error) else "?"
+        raise UsageError(f"{where}: not a valid requirement: {reason}") from error
     return text
 
 
@@ -318,6 +320,7 @@ def _read_lock(inputs: Inputs, path: Path) -> None:
             if project_dir is None:
                 raise UsageError(f"{where} has no version")
             version = project_version(project_dir)
+        _check_version(version, where)
         if "vcs" in package:
             raise UsageError(f"{where} comes from version control, which kiln cannot build yet")
         sdist = package.get("sdist")
@@ -342,6 +345,16 @@ def _read_lock(inputs: Inputs, path: Path) -> None:
         inputs.locked.append(pin)
         if isinstance(package.get("marker"), str):
             inputs.locked_markers[pin.id] = package["marker"]
+
+
+def _check_version(version: str, where: str) -> None:
+    """A locked version names the node, its files and its paths: PEP 440 only."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise UsageError(f"{where}: version {version!r} is not a version (PEP 440)") from None
 
 
 def _file_ref(entry: Any, base: Path, where: str) -> FileRef:

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kiln.digests import file_sha256
-from kiln.layout import WHEELHOUSE_RUNS
+from kiln.layout import WHEELHOUSE_RUNS, lock_beside
+from kiln.locks import FileLock
 from kiln.wheelhouse.indexes import only_find_links
 from kiln.wheelhouse.model import JobSpec
 from kiln.wheelhouse.request import WheelhouseRequest
@@ -32,8 +33,10 @@ def job_spec(
     environ: Mapping[str, str],
     dep_wheels: Sequence[Path],
     empty_index: Path,
+    held: list[FileLock],
 ) -> JobSpec:
-    """The job that builds ``planned``'s wheel; its files go under ``place``."""
+    """The job that builds ``planned``'s wheel; its files go under ``place``.
+    ``held``: the locks this run keeps until it ends (its patched sources')."""
     node = planned.node
     place.mkdir(parents=True, exist_ok=True)
     outdir = place / "out"
@@ -58,7 +61,7 @@ def job_spec(
         lines += list(planned.build_pins)
     pins_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     constraints.append(pins_file)
-    source = _source(planned, cache_root)
+    source = _source(planned, cache_root, place, held)
     from kiln.interpreters import to_json
 
     jobs = request.job_count
@@ -83,9 +86,10 @@ def job_spec(
     )
 
 
-def _source(planned: PlannedNode, cache_root: Path) -> Path:
+def _source(planned: PlannedNode, cache_root: Path, place: Path, held: list[FileLock]) -> Path:
     """The sdist, the project directory, or the sdist unpacked and patched at a
-    stable path (so compiler caches hit from one run to the next)."""
+    stable path (so compiler caches hit from one run to the next), held by this
+    run; while another run holds it (building it now), in the job's ``place``."""
     pin = planned.node.pin
     if pin.project_dir is not None:
         return pin.project_dir
@@ -97,6 +101,13 @@ def _source(planned: PlannedNode, cache_root: Path) -> Path:
     # Beside the runs, under a label of its own (kiln.layout's convention: the
     # run holds sources.lock shared while it builds, so kiln cache clean spares it).
     stable = cache_root / WHEELHOUSE_RUNS / SOURCES / f"{pin.name}-{pin.version}-{planned.key}"
+    stable.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = FileLock(lock_beside(stable))
+    if lock.acquire_exclusive(blocking=False):
+        held.append(lock)
+    else:
+        # Unpacking over it would pull the tree from under the other run's build.
+        stable = place / "source"
     return patched_source(planned.sdist, planned.patches, stable)
 
 

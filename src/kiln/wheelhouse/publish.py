@@ -64,6 +64,28 @@ def place_wheel(wheel: Path, outdir: Path, written: set[str]) -> Path:
     return target
 
 
+# What kiln writes near the top of its own report and pins files.
+REPORT_MARK = b'"kiln_version"'
+PINS_MARK = b'created-by = "kiln"'
+
+
+def refuse_foreign(path: Path, mark: bytes) -> None:
+    """UsageError when ``path`` is there and is not kiln's (its start lacks ``mark``):
+    the report and the pins file are rewritten each run, a user's file never."""
+    try:
+        with path.open("rb") as stream:
+            start = stream.read(4096)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error}") from error
+    if mark not in start:
+        raise UsageError(
+            f"{path} is already there and kiln did not write it; "
+            "move it away or choose another -o/--outdir"
+        )
+
+
 def read_manifest(outdir: Path) -> set[str]:
     """The wheel names kiln wrote into ``outdir`` in earlier runs."""
     import json

@@ -56,6 +56,8 @@ class WheelhouseRequest:
     report: Path | None = None
     # Seconds a resolution of unpinned input is reused; None: a day ($KILN_ENV_TTL).
     resolution_ttl: float | None = None
+    # A Dask scheduler's address (tcp://host:8786): the jobs run on its workers.
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.requirements or self.requirement_files or self.projects):
@@ -106,6 +108,8 @@ class WheelhouseRequest:
         filled = environment_defaults(fields, environ, read_env_dir=False)
         if "env_ttl" in filled:
             filled["resolution_ttl"] = filled.pop("env_ttl")
+        if self.scheduler is None and environ.get("KILN_SCHEDULER"):
+            filled["scheduler"] = environ["KILN_SCHEDULER"]
         return replace(self, **filled) if filled else self
 
 

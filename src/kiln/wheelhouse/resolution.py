@@ -114,6 +114,8 @@ def resolve(
     binary = frozenset(canonicalize_name(name) for name in binary)
     if not requirements:
         return []
+    if ":all:" in binary:
+        sdists = False  # every package's wheel is taken: none needs an sdist
     stored = None
     if cache_dir is not None:
         key = resolution_key(requirements, interpreter, constraints, sdists, binary, environ)
@@ -127,14 +129,20 @@ def resolve(
     source.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
     output = scratch / "pylock.toml"
     compile_ = _Compiler(uv, interpreter, source, output, constraints, environ, scratch)
-    no_binary = _names(requirements) - binary if sdists else set()
+    # Wheels first: their metadata is read, never built, so this round is fast. A
+    # package whose chosen version has no sdist is then resolved again with
+    # --no-binary for it alone (uv then builds only its metadata, from sdists),
+    # until every package built from source has one.
+    no_binary: set[str] = set()
     pins = compile_(no_binary)
     for _ in range(_MAX_ROUNDS):
         if not sdists:
             break
-        names = {pin.name for pin in pins} - binary
-        if names <= no_binary:
+        names = {p.name for p in pins if p.sdist is None and p.project_dir is None} - binary
+        if not names:
             break
+        if names <= no_binary:
+            raise NoSdistError(sorted(names))
         no_binary |= names
         pins = compile_(no_binary)
     else:
@@ -145,20 +153,6 @@ def resolve(
         # Written anew, not copied: uv's paths are relative to where it wrote its lock.
         _store(pins, stored)
     return pins
-
-
-def _names(requirements: Sequence[str]) -> set[str]:
-    """The canonical names of the requirements that name one (a bare path does not)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    names = set()
-    for line in requirements:
-        try:
-            names.add(str(canonicalize_name(Requirement(line).name)))
-        except InvalidRequirement:
-            continue
-    return names
 
 
 def resolution_key(

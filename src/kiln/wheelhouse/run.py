@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import KilnError
+from kiln.errors import KilnError, UsageError
 from kiln.layout import LOCK_SUFFIX, WHEELHOUSE_RUNS
 from kiln.locks import FileLock
 from kiln.wheelhouse.indexes import EMPTY_INDEX, with_index_options
@@ -116,12 +116,14 @@ class _Run:
         self.wheel_cache: WheelCache = WheelCache(cache_root)
         # This run's scratch, job directories and outputs, locked while it lives
         # (kiln cache clean spares it); removed at the end.
-        self.place, self.place_lock = _new_run_dir(cache_root / WHEELHOUSE_RUNS)
+        self.place, self.place_lock = new_run_dir(cache_root / WHEELHOUSE_RUNS)
         # Patched sources and the empty index live at stable paths beside the runs,
         # shared by them: held shared, so kiln cache clean spares them.
         self.shared_locks = [FileLock(bucket / f"{label}{LOCK_SUFFIX}") for label in SHARED]
         for lock in self.shared_locks:
             lock.acquire_shared()
+        # The patched sources this run builds from, each its own until the run ends.
+        self.held_sources: list[FileLock] = []
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
 
@@ -133,17 +135,21 @@ class _Run:
         written = read_manifest(self.outdir)
         self.timeline = Timeline(started)
         try:
+            _check_report_path(self.request.report_path.absolute())
             plan = self.plan = self._decide()
             self._take_ready_made(plan)
             self._build(plan, executor)
         finally:
-            # Whatever happened, what is complete reaches the wheelhouse.
-            result = self._publish(written, started)
-            remove_tree(self.place)
-            self.place_lock.release()
-            lock_beside(self.place).unlink(missing_ok=True)
-            for lock in self.shared_locks:
-                lock.release()
+            try:
+                # Whatever happened, what is complete reaches the wheelhouse.
+                result = self._publish(written, started)
+            finally:
+                # Even when publishing fails (a user's file in the way): no run left behind.
+                remove_tree(self.place)
+                self.place_lock.release()
+                lock_beside(self.place).unlink(missing_ok=True)
+                for lock in [*self.held_sources, *self.shared_locks]:
+                    lock.release()
         return result
 
     # -- deciding -------------------------------------------------------------
@@ -187,7 +193,7 @@ class _Run:
                 self.outcomes[node_id] = Outcome(node_id, Status.SKIPPED, reason="settings")
             elif provenance in (Provenance.BINARY, Provenance.SEED):
                 assert planned.wheel is not None
-                wheel = fetch(planned.wheel, self.cache_root)
+                wheel = fetch(planned.wheel, self.cache_root, allowed=planned.allowed)
                 self.outcomes[node_id] = Outcome(node_id, Status.BINARY, wheel=wheel)
             else:
                 assert planned.key is not None
@@ -202,15 +208,15 @@ class _Run:
     # -- doing ----------------------------------------------------------------
 
     def _build(self, plan: TreePlan, executor: Executor | None) -> None:
-        from kiln.wheelhouse.executors import LocalPool
         from kiln.wheelhouse.scheduler import schedule
 
         wanted = [n for n in plan.graph.topological() if n not in self.outcomes]
         if not wanted:
             return
         deps = {n: [d for d in plan.planned[n].node.build_deps if d in wanted] for n in wanted}
-        jobs = self.request.job_count
-        pool = executor if executor is not None else LocalPool(jobs)
+        pool = executor if executor is not None else self._executor()
+        # On a cluster, unless -j says otherwise, as many as its workers run at once.
+        jobs = self.request.jobs or getattr(pool, "slots", None) or self.request.job_count
         try:
             built = schedule(
                 deps,
@@ -233,6 +239,16 @@ class _Run:
         self.timeline(event)
         self.on_event(event)
 
+    def _executor(self) -> Executor:
+        """The local pool, or the Dask cluster --scheduler names (its workers checked)."""
+        from kiln.wheelhouse.executors import LocalPool
+
+        if self.request.scheduler:
+            from kiln.wheelhouse.dask_executor import DaskExecutor
+
+            return DaskExecutor.connect(self.request.scheduler)
+        return LocalPool(self.request.job_count)
+
     def _job_spec(self, node_id: str) -> JobSpec:
         from kiln.wheelhouse.jobspecs import job_spec
 
@@ -246,6 +262,7 @@ class _Run:
             environ=self.environ,
             dep_wheels=self._dep_wheels(planned),
             empty_index=self.empty_index,
+            held=self.held_sources,
         )
 
     def _dep_wheels(self, planned: PlannedNode) -> list[Path]:
@@ -308,18 +325,25 @@ def _write_report(
     request: WheelhouseRequest,
     plan: TreePlan,
     result: WheelhouseResult,
-    timeline: Timeline,
+    timeline: Timeline | None = None,
 ) -> None:
     """The JSON report: the run, the graph, and each package's inputs and outcome."""
+    from datetime import datetime, timedelta, timezone
+
     from kiln import __version__
+    from kiln.digests import file_sha256
     from kiln.wheelhouse.report import write_report
 
+    seconds = round(result.seconds, 3)
+    finished = datetime.now(timezone.utc)
     run = {
         "kiln_version": __version__,
         "outdir": str(result.outdir),
         "build_deps": request.build_deps,
         "jobs": request.job_count,
-        "seconds": round(result.seconds, 3),
+        "started": (finished - timedelta(seconds=seconds)).isoformat(),
+        "finished": finished.isoformat(),
+        "seconds": seconds,
         "pythons": sorted({p.interpreter.tag for p in plan.planned.values()}),
         "pins": {key: str(path) for key, path in result.pins_files.items()},
     }
@@ -332,10 +356,40 @@ def _write_report(
         }
         for node_id, planned in plan.planned.items()
     }
+    for node_id, planned in plan.planned.items():
+        # A binary or seed package's input is the wheel taken, not the sdist it names.
+        outcome = result.outcomes.get(node_id)
+        if planned.wheel is not None:
+            sha256 = planned.wheel.sha256
+            if sha256 is None and outcome is not None and outcome.wheel is not None:
+                sha256 = file_sha256(outcome.wheel)
+            inputs[node_id]["wheel"] = {
+                "url": planned.wheel.url,
+                "filename": planned.wheel.filename,
+                "sha256": sha256,
+            }
     nodes = [planned.node for planned in plan.planned.values()]
-    write_report(
-        path, run, result.outcomes, nodes, result.cycles, inputs=inputs, timeline=timeline.to_json()
-    )
+    for node_id, outcome in result.outcomes.items():
+        # A failed, blocked or cancelled build's key too: the wheel it was meant to be.
+        decided = plan.planned.get(node_id)
+        if outcome.key is None and decided is not None:
+            outcome.key = decided.key
+    spans = timeline.to_json() if timeline is not None else None
+    write_report(path, run, result.outcomes, nodes, result.cycles, inputs=inputs, timeline=spans)
+
+
+def _check_report_path(path: Path) -> None:
+    """Before anything is built: the report can be written at ``path`` (its
+    directory made if missing) and replaces no file of the user's."""
+    from kiln.wheelhouse.publish import REPORT_MARK, refuse_foreign
+
+    if path.is_dir():
+        raise UsageError(f"the report {path} is a directory; --report names a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot make the report's directory {path.parent}: {error}") from error
+    refuse_foreign(path, REPORT_MARK)
 
 
 def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
@@ -347,7 +401,7 @@ def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:
     }
 
 
-def _new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
+def new_run_dir(bucket: Path) -> tuple[Path, FileLock]:
     """A new directory for one run, with its lock held (see kiln.layout's convention)."""
     import secrets
 

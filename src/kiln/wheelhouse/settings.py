@@ -475,7 +475,8 @@ def _requirements(path: Path, key: str, value: object) -> list[str]:
         try:
             Requirement(item)
         except InvalidRequirement as error:
-            raise ConfigError(f"{path}: {key}: {item!r} is not a requirement: {error}") from None
+            reason = str(error).splitlines()[0] if str(error) else "?"  # not the caret lines
+            raise ConfigError(f"{path}: {key}: {item!r} is not a requirement: {reason}") from None
     return items
 
 

@@ -11,6 +11,7 @@ from the archive, without unpacking the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -81,6 +82,42 @@ def fetch(ref: FileRef, cache: Path, *, allowed: Collection[str] = ()) -> Path:
         partial.unlink(missing_ok=True)
     logger.debug("fetched %s into %s", ref.url, kept)
     return kept
+
+
+def kept_sha256(kept: Path) -> str:
+    """The sha256 of a file :func:`fetch` returned: its directory's name (the
+    bucket is content-addressed, and checked on the way in)."""
+    return kept.parent.name
+
+
+# What an sdist's archive says about its build, kept beside it: reading it from a
+# large tar.gz takes a tenth of a second, which a no-change run should not pay.
+BUILD_FACTS = "build-facts.json"
+_BUILD_FACTS_FORMAT = 1
+
+
+def build_facts(sdist: Path) -> tuple[list[str], list[str]]:
+    """:func:`build_requirements` and :func:`self_build_requirements` of a fetched
+    sdist, read from its archive once and then from the note kept beside it."""
+    from kiln.jsonfiles import read_json_object, write_json
+
+    note = sdist.parent / BUILD_FACTS
+    kept = read_json_object(note)
+    if kept.get("format") == _BUILD_FACTS_FORMAT and kept.get("sdist") == sdist.name:
+        requires, self_requires = kept.get("requires"), kept.get("self_requires")
+        if isinstance(requires, list) and isinstance(self_requires, list):
+            return [str(r) for r in requires], [str(r) for r in self_requires]
+    requires = build_requirements(sdist)
+    self_requires = self_build_requirements(sdist)
+    record = {
+        "format": _BUILD_FACTS_FORMAT,
+        "sdist": sdist.name,
+        "requires": requires,
+        "self_requires": self_requires,
+    }
+    with contextlib.suppress(OSError):  # a read-only cache still builds
+        write_json(note, record, private=True)
+    return requires, self_requires
 
 
 def _check_allowed(ref: FileRef, digest: str, allowed: Collection[str]) -> None:
@@ -158,17 +195,50 @@ def build_requirements(sdist: Path) -> list[str]:
     return list(validate_requires(label, table["requires"]))
 
 
+def self_build_requirements(sdist: Path) -> list[str]:
+    """What a self-hosting backend (``backend-path``: the project builds itself, as
+    flit-core, hatchling and setuptools do) imports besides itself: the project's
+    own runtime requirements, from PKG-INFO (extras left out). Empty for the rest.
+
+    A backend asks for these through ``get_requires_for_build_wheel``, which only
+    a build can answer; read here, they are built first with ``--build-deps source``.
+    """
+    data = _pyproject_bytes(sdist)
+    try:
+        table = tomllib.loads(data.decode("utf-8")).get("build-system") if data else None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []  # build_requirements reports it
+    if not isinstance(table, dict) or not table.get("backend-path"):
+        return []
+    info = _top_file_bytes(sdist, "PKG-INFO")
+    if info is None:
+        return []
+    from email.parser import BytesParser
+
+    message = BytesParser().parsebytes(info, headersonly=True)
+    return [
+        requirement
+        for requirement in message.get_all("Requires-Dist") or []
+        if "extra" not in requirement.partition(";")[2]
+    ]
+
+
 def _pyproject_bytes(sdist: Path) -> bytes | None:
     """The top directory's pyproject.toml, or None when the sdist has none."""
+    return _top_file_bytes(sdist, "pyproject.toml")
+
+
+def _top_file_bytes(sdist: Path, filename: str) -> bytes | None:
+    """The top directory's ``filename``, or None when the sdist has none."""
     name = sdist.name.lower()
     try:
         if name.endswith(".zip"):
             with zipfile.ZipFile(sdist) as archive:
-                member = _pyproject_member(archive.namelist())
+                member = next((n for n in archive.namelist() if _is_top(n, filename)), None)
                 return archive.read(member) if member is not None else None
         with tarfile.open(sdist, "r:*") as tar:
             for info in tar:
-                if info.isreg() and _is_top_pyproject(info.name):
+                if info.isreg() and _is_top(info.name, filename):
                     stream = tar.extractfile(info)
                     return stream.read() if stream is not None else None
             return None
@@ -176,10 +246,6 @@ def _pyproject_bytes(sdist: Path) -> bytes | None:
         raise SdistError(f"sdist {sdist.name} cannot be read: {error}") from error
 
 
-def _pyproject_member(names: list[str]) -> str | None:
-    return next((name for name in names if _is_top_pyproject(name)), None)
-
-
-def _is_top_pyproject(name: str) -> bool:
+def _is_top(name: str, filename: str) -> bool:
     parts = [part for part in name.split("/") if part not in ("", ".")]
-    return len(parts) == 2 and parts[1] == "pyproject.toml"
+    return len(parts) == 2 and parts[1] == filename

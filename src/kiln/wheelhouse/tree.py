@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.digests import file_sha256
 from kiln.errors import UsageError
 from kiln.interpreters import Interpreter
 from kiln.wheelhouse.graph import Graph
@@ -43,6 +42,8 @@ class PlannedNode:
     key: str | None = None
     # For binary and seed nodes: the wheel taken from the index.
     wheel: FileRef | None = None
+    # The --hash values given for the package: its sdist, or the wheel taken, must match.
+    allowed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TreePlanner:
 
     def plan(self, interpreters: Sequence[Interpreter], pins_dir: Path) -> TreePlan:
         from kiln.wheelhouse.inputs import read_inputs
+        from kiln.wheelhouse.publish import PINS_MARK, refuse_foreign
         from kiln.wheelhouse.resolution import write_pins
 
         request = self.request
@@ -92,6 +94,7 @@ class TreePlanner:
         for interpreter in interpreters:
             pins = self._runtime_pins(inputs, interpreter, constraints)
             path = pins_dir / f"pylock.{interpreter.tag}.toml"
+            refuse_foreign(path, PINS_MARK)
             write_pins(pins, path)
             pins_files[interpreter.key] = path
             for pin in pins:
@@ -100,7 +103,8 @@ class TreePlanner:
             self._expand_build_deps(constraints)
         cycles = self.graph.break_cycles()
         for seed, cycle in cycles:
-            logger.warning(
+            # The command line names every seed in its summary; the report has them.
+            logger.debug(
                 "build cycle %s: %s is taken as a wheel from the index (a seed)",
                 " -> ".join(cycle),
                 seed,
@@ -168,14 +172,15 @@ class TreePlanner:
             provenance = Provenance.BINARY
         node = Node(pin=pin, python=interpreter.key, kind=kind, provenance=provenance)
         planned = PlannedNode(node, interpreter, package, patches=tuple(package.patches))
+        planned.allowed = frozenset((hashes or {}).get(pin.name, ()))
         if provenance is Provenance.SOURCE:
-            self._fetch_source(planned, hashes or {})
+            self._fetch_source(planned)
         self.graph.add(node)
         self.planned[node.id] = planned
         return planned
 
-    def _fetch_source(self, planned: PlannedNode, hashes: Mapping[str, set[str]]) -> None:
-        from kiln.wheelhouse.sources import build_requirements, fetch
+    def _fetch_source(self, planned: PlannedNode) -> None:
+        from kiln.wheelhouse.sources import build_facts, fetch, kept_sha256
 
         pin = planned.node.pin
         if pin.project_dir is not None:
@@ -191,11 +196,16 @@ class TreePlanner:
                 f"{pin.name} {pin.version} has no sdist to build from; "
                 f"take its wheel with --binary {pin.name}"
             )
-        sdist = fetch(pin.sdist, self.cache_root, allowed=hashes.get(pin.name, ()))
+        _check_sdist_is_pin(pin, pin.sdist.filename)
+        sdist = fetch(pin.sdist, self.cache_root, allowed=planned.allowed)
         planned.sdist = sdist
-        planned.sdist_sha256 = file_sha256(sdist)
+        planned.sdist_sha256 = kept_sha256(sdist)
+        requires, self_requires = build_facts(sdist)
         planned.node.build_requires = (
-            *build_requirements(sdist),
+            *requires,
+            # A self-hosting backend imports the project's own requirements: from
+            # source, they must be built first (in index mode, the index has them).
+            *(self_requires if self.request.build_deps == "source" else ()),
             *planned.settings.build_requires,
         )
 
@@ -271,7 +281,9 @@ class TreePlanner:
                 planned.build_pins = tuple(f"{p.name}=={p.version}" for p in pins)
                 build_env = list(planned.build_pins)
             patches = [p.read_bytes() for p in planned.patches]
-            source_hash = planned.sdist_sha256 or _project_hash(node.pin)
+            source_hash = planned.sdist_sha256 or _project_hash(
+                node.pin, skipped=(self.request.outdir, self.cache_root)
+            )
             planned.key = wheel_key(
                 sdist_sha256=source_hash,
                 patches=patches,
@@ -288,7 +300,7 @@ class TreePlanner:
     def _binary_wheel(self, planned: PlannedNode, constraints: Sequence[Path]) -> FileRef:
         """The index's wheel for a binary or seed node, for its interpreter."""
         pin = planned.node.pin
-        wheels = list(pin.wheels)
+        wheels = _installable(pin.wheels, planned.interpreter)
         if not wheels:
             pins = self._resolve_build_set(
                 [f"{pin.name}=={pin.version}"], planned.interpreter, constraints, sdists=False
@@ -302,10 +314,90 @@ class TreePlanner:
         return wheels[0]
 
 
-def _project_hash(pin: Pin) -> str:
-    """A project directory's key material: its files' names, sizes and times."""
-    from kiln.constraints import local_input
+def _check_sdist_is_pin(pin: Pin, filename: str) -> None:
+    """UsageError when the sdist's file name says another project or version (a
+    lock file that says one thing and points at another): its wheel would not be
+    the pin the report, the pins file and the key name. Legacy names unparsed."""
+    from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+    from packaging.version import Version
+
+    try:
+        name, version = parse_sdist_filename(filename)
+    except InvalidSdistFilename:
+        return
+    if canonicalize_name(name) != pin.name or version != Version(pin.version):
+        raise UsageError(
+            f"{pin.name} {pin.version}: its sdist {filename} is {version} of {name}, "
+            "not this pin; fix the lock file or the index"
+        )
+
+
+def _installable(wheels: Sequence[FileRef], interpreter: Interpreter) -> list[FileRef]:
+    """The wheels ``interpreter`` can install, best first: a lock file made for
+    several interpreters lists them all. The target runs on this machine, so its
+    platforms are this machine's."""
+    from packaging import tags
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    version = interpreter.version[:2]
+    platforms = list(tags.platform_tags())
+    supported: list[tags.Tag] = []
+    if interpreter.implementation == "cpython":
+        supported += tags.cpython_tags(version, platforms=platforms)
+    supported += tags.compatible_tags(version, interpreter.tag, platforms)
+    rank = {tag: index for index, tag in enumerate(supported)}
+    ranked = []
+    for order, ref in enumerate(wheels):
+        try:
+            wheel_tags = parse_wheel_filename(ref.filename)[3]
+        except InvalidWheelFilename:
+            continue
+        # Another implementation's ABI kiln cannot list (pypy's): its own tag will do.
+        scores = [
+            rank.get(tag, len(rank))
+            for tag in wheel_tags
+            if tag in rank or (tag.interpreter == interpreter.tag and tag.platform in platforms)
+        ]
+        if scores:
+            ranked.append((min(scores), order, ref))
+    return [ref for _, _, ref in sorted(ranked, key=lambda item: item[:2])]
+
+
+# Not a project's sources: version control, bytecode, and what a build writes there.
+_NOT_SOURCES = frozenset({".git", ".hg", ".svn", "__pycache__"})
+_BUILD_OUTPUT = frozenset({"build", "dist"})
+
+
+def _project_hash(pin: Pin, *, skipped: Sequence[Path] = ()) -> str:
+    """A project directory's key material: its files' names, sizes and times, less
+    what a build leaves there (top-level build/ and dist/, *.egg-info) and the
+    ``skipped`` directories (the wheelhouse and the cache, when inside it): a
+    second run with nothing changed must find the same key."""
+    import os
+
     from kiln.fingerprint import checksum
 
     assert pin.project_dir is not None
-    return checksum(local_input(str(pin.project_dir)))
+    root = pin.project_dir
+    outside = {path.resolve() for path in skipped}
+    parts = [b"dir\0"]
+    for directory, dirnames, filenames in os.walk(root):
+        here = Path(directory)
+        dirnames[:] = sorted(
+            name
+            for name in dirnames
+            if not (
+                name in _NOT_SOURCES
+                or name.endswith(".egg-info")
+                or (here == root and name in _BUILD_OUTPUT)
+                or (here / name).resolve() in outside
+            )
+        )
+        for name in sorted(filenames):
+            try:
+                info = (here / name).stat(follow_symlinks=False)
+            except OSError:
+                continue
+            relative = os.path.relpath(here / name, root)
+            parts.append(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return checksum(b"".join(parts))

@@ -1,0 +1,212 @@
+"""`kiln wheelhouse` on a Dask cluster against the local pool, on this machine.
+
+    python bench/dask_farm.py [--wheelhouse tests/wheelhouse] [--workdir DIR] [PACKAGE ...]
+
+Builds the same tree (default: the test wheelhouse's sdists that need nothing
+else to build) four ways, each from empty kiln caches (uv's cache stays warm):
+the local pool with -j 1 and -j 2, and a local Dask cluster of one and of two
+one-core workers (``--scheduler``). It prints each run's time and Dask's overhead
+per job over the local pool with as many slots (target: under 5% of the tree's
+time). Then, with a loopback redis-server, a cluster builds the tree with
+``--compiler-cache ccache --compiler-cache-remote``, and a second cluster with
+empty local caches builds it again: the second one's compiler-cache hits over its
+compiles (target: at least 95%). Like bench/run.py it measures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_WHEELHOUSE = Path(os.environ.get("KILN_TEST_WHEELHOUSE", REPO / "tests" / "wheelhouse"))
+DEFAULT_TREE = ("six", "tomli", "markupsafe", "attrs", "tomlkit")
+
+
+def offline_environ(wheelhouse: Path, root: Path) -> dict[str, str]:
+    """Installers and the resolver see the wheelhouse and nothing else."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "KILN_"))}
+    empty = root / "empty-index"
+    empty.mkdir(parents=True, exist_ok=True)
+    environ.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(wheelhouse),
+        UV_NO_CONFIG="1",
+        UV_OFFLINE="1",
+        UV_DEFAULT_INDEX=empty.as_uri(),
+        UV_FIND_LINKS=str(wheelhouse),
+        UV_CACHE_DIR=str(root / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+    )
+    return environ
+
+
+@contextmanager
+def cluster(root: Path, workers: int, environ: dict[str, str]) -> Iterator[str]:
+    """A local cluster of one-core, one-job workers, each with caches of its own."""
+    import distributed
+
+    specs = {
+        f"w{n}": {
+            "cls": distributed.Nanny,
+            "options": {
+                "nthreads": 1,
+                "resources": {"kiln": 1},
+                "host": "127.0.0.1",
+                "local_directory": str(root / f"w{n}" / "dask"),
+                "env": {
+                    **{k: v for k, v in environ.items() if k.startswith(("PIP_", "UV_"))},
+                    "KILN_CACHE_DIR": str(root / f"w{n}" / "kiln-cache"),
+                    "CCACHE_DIR": str(root / f"w{n}" / "ccache"),
+                },
+            },
+        }
+        for n in range(workers)
+    }
+    scheduler = {
+        "cls": distributed.Scheduler,
+        "options": {"dashboard_address": ":0", "host": "127.0.0.1"},
+    }
+    spec_cluster_class: Any = distributed.SpecCluster  # only partly typed
+    with spec_cluster_class(
+        workers=specs, scheduler=scheduler, silence_logs=logging.ERROR
+    ) as spec_cluster:
+        yield str(spec_cluster.scheduler_address)
+
+
+def wheelhouse(
+    tree: list[str], wheels: Path, out: Path, environ: dict[str, str], *args: str
+) -> tuple[float, dict[str, Any]]:
+    """One `kiln wheelhouse` run: its seconds and its report."""
+    command = [sys.executable, "-m", "kiln", "wheelhouse", *tree, "-f", str(wheels / "sdists")]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, "-o", str(out), *args], env=environ, capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"kiln wheelhouse failed ({done.returncode}):\n{done.stderr}")
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return seconds, report
+
+
+@contextmanager
+def redis(root: Path) -> Iterator[str]:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise SystemExit("the compiler-cache part needs redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(root)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def build_seconds(report: dict[str, Any]) -> float:
+    """The jobs' own seconds, as each measured itself where it ran."""
+    return sum(float(p.get("seconds") or 0.0) for p in report["packages"])
+
+
+def compiles(report: dict[str, Any]) -> tuple[int, int]:
+    """The hits and misses of every package's compiler cache in a report."""
+    hits = misses = 0
+    for package in report["packages"]:
+        stats = package.get("compiler_cache") or {}
+        hits += int(stats.get("hits", 0))
+        misses += int(stats.get("misses", 0))
+    return hits, misses
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("packages", nargs="*", default=list(DEFAULT_TREE))
+    parser.add_argument("--wheelhouse", type=Path, default=DEFAULT_WHEELHOUSE)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="caches and scratch (default: a temporary directory, removed at the end)",
+    )
+    args = parser.parse_args()
+    tree: list[str] = args.packages
+    wheels: Path = args.wheelhouse.absolute()
+    owned = args.workdir is None
+    scratch = Path(tempfile.mkdtemp(prefix="kiln-bench-dask-")) if owned else args.workdir
+    try:
+        environ = offline_environ(wheels, scratch)
+        times: dict[str, float] = {}
+        builds: dict[str, float] = {}
+        for slots in (1, 2):
+            run = scratch / f"local-{slots}"
+            local_env = {**environ, "KILN_CACHE_DIR": str(run / "kiln-cache")}
+            name = f"local -j {slots}"
+            times[name], report = wheelhouse(tree, wheels, run / "out", local_env, "-j", str(slots))
+            builds[name] = build_seconds(report)
+            with cluster(run / "farm", slots, environ) as address:
+                client_env = {**environ, "KILN_CACHE_DIR": str(run / "client-cache")}
+                name = f"dask x{slots}"
+                times[name], report = wheelhouse(
+                    tree, wheels, run / "dask-out", client_env, "--scheduler", address
+                )
+                builds[name] = build_seconds(report)
+        print(f"tree: {', '.join(tree)} ({len(tree)} packages, empty kiln caches)")
+        for name, seconds in times.items():
+            print(f"  {name:<12} {seconds:7.1f} s   (the jobs' own time: {builds[name]:.1f} s)")
+        for slots in (1, 2):
+            local, dask = times[f"local -j {slots}"], times[f"dask x{slots}"]
+            per_job = (dask - local) / len(tree)
+            print(
+                f"  {slots} slot(s): Dask's overhead {dask - local:+.1f} s, "
+                f"{per_job:+.2f} s per job, {100 * (dask - local) / local:+.1f}% of the tree "
+                "(target: under 5%)"
+            )
+        with redis(scratch / "redis") as url:
+            remote = ("--compiler-cache", "ccache", "--compiler-cache-remote", url)
+            reports = []
+            for name in ("first", "second"):
+                run = scratch / f"redis-{name}"
+                with cluster(run / "farm", 2, environ) as address:
+                    client_env = {**environ, "KILN_CACHE_DIR": str(run / "client-cache")}
+                    _, report = wheelhouse(
+                        tree, wheels, run / "out", client_env, "--scheduler", address, *remote
+                    )
+                    reports.append(report)
+        hits, misses = compiles(reports[1])
+        rate = 100 * hits / (hits + misses) if hits + misses else 0.0
+        print(
+            f"  a second cluster sharing Redis: {hits} hits, {misses} misses, {rate:.0f}% "
+            "of its compiles (target: at least 95%)"
+        )
+    finally:
+        if owned:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The Dask executor's parts that need no cluster: shipping a job, the worker's
+environment, the identity check, the warm-worker choice, the missing extra."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiln.errors import UsageError
+from kiln.wheelhouse import dask_executor
+from kiln.wheelhouse.dask_executor import (
+    DaskExecutor,
+    DaskMissingError,
+    WorkerMismatchError,
+    environment_key,
+    identity,
+    mismatch,
+    ship,
+    worker_environ,
+)
+from kiln.wheelhouse.model import JobSpec
+from kiln.wheelhouse.request import WheelhouseRequest
+
+
+def test_the_same_identity_is_no_mismatch() -> None:
+    assert mismatch(identity(), identity()) is None
+
+
+def test_a_mismatch_names_what_differs_and_the_clients_own() -> None:
+    mine = {"kiln": "1.0", "python": "cpython 3.12.1", "platform": "linux-x86_64"}
+    theirs = {**mine, "python": "cpython 3.11.9"}
+    assert mismatch(mine, theirs) == "python cpython 3.11.9 (the client: cpython 3.12.1)"
+
+
+def test_the_worker_keeps_its_machine_paths_and_takes_the_jobs_settings() -> None:
+    job = {
+        "PATH": "/client/bin",
+        "HOME": "/client/home",
+        "KILN_CACHE_DIR": "/client/cache",
+        "CCACHE_DIR": "/client/ccache",
+        "SSH_AUTH_SOCK": "/client/agent",
+        "CFLAGS": "-O2",
+        "UV_FIND_LINKS": "/client/cache/wheelhouse-v1/run-1/jobs/x/wheels",
+        "UV_DEFAULT_INDEX": "file:///client/cache/wheelhouse-v1/empty-index",
+    }
+    worker = {"PATH": "/worker/bin", "HOME": "/worker/home", "CCACHE_DIR": "/w/ccache"}
+    renames = {
+        "/client/cache/wheelhouse-v1/run-1/jobs/x": "/w/cache/wheelhouse-v1/run-9/jobs/job",
+        "/client/cache": "/w/cache",
+    }
+    environ = worker_environ(job, worker, renames)
+    assert environ["PATH"] == "/worker/bin"
+    assert environ["HOME"] == "/worker/home"
+    assert environ["CCACHE_DIR"] == "/w/ccache"
+    assert "KILN_CACHE_DIR" not in environ and "SSH_AUTH_SOCK" not in environ
+    assert environ["CFLAGS"] == "-O2"
+    assert environ["UV_FIND_LINKS"] == "/w/cache/wheelhouse-v1/run-9/jobs/job/wheels"
+    assert environ["UV_DEFAULT_INDEX"] == "file:///w/cache/wheelhouse-v1/empty-index"
+
+
+def _job(tmp_path: Path, source: Path) -> JobSpec:
+    place = tmp_path / "client-cache" / "wheelhouse-v1" / "run-1" / "jobs" / "pkg"
+    (place / "out").mkdir(parents=True)
+    (place / "wheels").mkdir()
+    (place / "wheels" / "dep-1.0-py3-none-any.whl").write_bytes(b"a wheel")
+    constraints = place / "build-env.txt"
+    constraints.write_text("flit-core==3.9.0\n")
+    return JobSpec(
+        node="pkg==1.0@cp3",
+        name="pkg",
+        version="1.0",
+        source=str(source),
+        outdir=str(place / "out"),
+        cache_dir=str(tmp_path / "client-cache"),
+        python=str(tmp_path / "no-such-python"),
+        constraints=(str(constraints),),
+        environ={"UV_FIND_LINKS": str(place / "wheels"), "PATH": "/client/bin"},
+    )
+
+
+def test_a_shipped_directory_lands_at_a_stable_path_with_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "patched" / "pkg-1.0"
+    source.mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    spec = _job(tmp_path, source)
+    shipment = ship(spec)
+    assert shipment.source_is_directory
+    assert shipment.links == {"dep-1.0-py3-none-any.whl": b"a wheel"}
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 3)
+    monkeypatch.setenv("PATH", "/worker/bin")
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    places = [cache / "wheelhouse-v1" / "run-2" / "jobs" / "job", cache / "other" / "job"]
+    local = [dask_executor._unpack_shipment(shipment, spec, p, cache) for p in places]
+    first, second = local
+    # The same content unpacks once, at one path: the compiler cache sees one source.
+    assert first.source == second.source
+    assert Path(first.source).is_relative_to(cache)
+    assert (Path(first.source) / "pyproject.toml").read_text() == "[project]\nname = 'pkg'\n"
+    assert first.cache_dir == str(cache) and first.cpu_share == 3
+    assert first.python is None and first.interpreter is None  # no such path here
+    assert Path(first.outdir).is_dir() and not any(Path(first.outdir).iterdir())
+    assert Path(first.constraints[0]).read_text() == "flit-core==3.9.0\n"
+    links = places[0] / "wheels"
+    assert first.environ["UV_FIND_LINKS"] == str(links)
+    assert (links / "dep-1.0-py3-none-any.whl").read_bytes() == b"a wheel"
+    assert first.environ["PATH"] == "/worker/bin"
+
+
+def test_an_sdist_ships_as_its_bytes(tmp_path: Path) -> None:
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    sdist.write_bytes(b"sdist bytes")
+    shipment = ship(_job(tmp_path, sdist))
+    assert (shipment.source_name, shipment.source) == ("pkg-1.0.tar.gz", b"sdist bytes")
+    assert not shipment.source_is_directory
+
+
+def test_the_same_build_pins_are_the_same_environment(tmp_path: Path) -> None:
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    spec = _job(tmp_path, sdist)
+    other = tmp_path / "other.txt"
+    other.write_text("setuptools==80\n")
+    assert environment_key(spec) == environment_key(spec)
+    changed = JobSpec(**{**spec.to_json(), "constraints": (str(other),)})
+    assert environment_key(changed) != environment_key(spec)
+
+
+def test_without_dask_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(DaskMissingError, match=r"kiln-build\[dask\]") as raised:
+        dask_executor.connect("tcp://127.0.0.1:8786")
+    assert isinstance(raised.value, UsageError)
+
+
+def test_kiln_scheduler_names_the_cluster() -> None:
+    request = WheelhouseRequest(requirements=("six",))
+    filled = request.with_environment_defaults({"KILN_SCHEDULER": "tcp://farm:8786"})
+    assert filled.scheduler == "tcp://farm:8786"
+    explicit = WheelhouseRequest(requirements=("six",), scheduler="tcp://mine:1")
+    assert explicit.with_environment_defaults({"KILN_SCHEDULER": "x"}).scheduler == "tcp://mine:1"
+
+
+class FakeClient:
+    """Just the calls the executor makes before it submits anything."""
+
+    def __init__(self, answers: dict[str, dict[str, str]], busy: dict[str, int]) -> None:
+        self.answers = answers
+        self.busy = busy
+
+    def wait_for_workers(self, n: int, timeout: float) -> None:
+        pass
+
+    def run(self, function: Any) -> dict[str, dict[str, str]]:
+        return self.answers
+
+    def scheduler_info(self, n_workers: int) -> dict[str, Any]:
+        return {
+            "workers": {
+                address: {"name": address[-1], "resources": {"kiln": 2}, "nthreads": 4}
+                for address in self.answers
+            }
+        }
+
+    def processing(self, workers: list[str]) -> dict[str, tuple[str, ...]]:
+        return {w: ("task",) * self.busy.get(w, 0) for w in workers}
+
+
+def test_a_worker_with_another_python_is_refused_before_any_job() -> None:
+    other = {**identity(), "python": "cpython 3.0.1"}
+    client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": other}, {})
+    with pytest.raises(WorkerMismatchError, match=r"tcp://h:2 runs python cpython 3\.0\.1"):
+        DaskExecutor(client)
+
+
+def test_the_warm_worker_is_preferred_only_while_it_has_a_free_slot() -> None:
+    client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": identity()}, {})
+    executor = DaskExecutor(client)
+    assert executor.resources == {"kiln": 1} and executor.slots == 4
+    assert executor._free_warm_worker("env") is None  # nobody built it yet
+    executor._warm["env"] = "tcp://h:1"
+    assert executor._free_warm_worker("env") == "tcp://h:1"
+    client.busy["tcp://h:1"] = 2  # both of its slots taken: any worker will do
+    assert executor._free_warm_worker("env") is None
+
+
+def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
+    from kiln.interpreters import find_interpreter, to_json
+
+    mine = to_json(find_interpreter(sys.executable, os.environ))
+    spec = JobSpec(
+        node="pkg==1.0@cp3",
+        name="pkg",
+        version="1.0",
+        source="/client/pkg-1.0.tar.gz",
+        outdir="/client/out",
+        cache_dir="/client/cache",
+        python=sys.executable,
+        interpreter=mine,
+    )
+    here = dask_executor._worker_python(spec)
+    assert here["interpreter"]["version"] == mine["version"] and here["python"]
+    elsewhere = JobSpec(**{**spec.to_json(), "interpreter": {**mine, "platform": "other-arch"}})
+    with pytest.raises(dask_executor.WorkerRefused, match="other-arch"):
+        dask_executor._worker_python(elsewhere)
+
+
+def test_the_scheduler_option_reaches_the_request() -> None:
+    from kiln.wheelhouse_command import build_parser, request_from_args
+
+    args = build_parser().parse_args(["six", "--scheduler", "tcp://farm:8786"])
+    assert request_from_args(args).scheduler == "tcp://farm:8786"
