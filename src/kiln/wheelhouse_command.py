@@ -197,7 +197,7 @@ def request_from_args(args: argparse.Namespace) -> WheelhouseRequest:
         fail_fast=args.fail_fast,
         installer=args.installer,
         hook_runner=args.hook_runner,
-        compiler_cache=args.compiler_cache,
+        compiler_cache=args.compiler_cache or "auto",
         compiler_cache_remote=args.compiler_cache_remote,
         index_url=args.index_url,
         extra_index_urls=tuple(args.extra_index_urls),

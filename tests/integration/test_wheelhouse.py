@@ -169,6 +169,54 @@ def test_a_changed_patch_rebuilds_that_package_only(
         assert "VALUE = 3" in archive.read("kt_base.py").decode()
 
 
+def test_a_changed_build_dependency_rebuilds_what_was_built_with_it(
+    tmp_path: Path, tree_index: Path, wheelhouse: Path
+) -> None:
+    patch = tmp_path / "kt-base.patch"
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[packages.kt-base]\npatches = ["{patch.name}"]\n')
+
+    def write_patch(round_: int) -> None:
+        patch.write_text(
+            "--- a/kt_base.py\n+++ b/kt_base.py\n@@ -1,3 +1,3 @@\n"
+            '-"""A wheelhouse test package."""\n'
+            f'+"""A wheelhouse test package, round {round_}."""\n \n VALUE = 1\n'
+        )
+
+    out = tmp_path / "wh"
+    args = wheelhouse_args(
+        tree_index,
+        wheelhouse,
+        "kt-plugin",
+        "six",
+        "-o",
+        out,
+        "--build-deps",
+        "source",
+        # The test wheelhouse has no sdist of setuptools: six's backend comes as a wheel.
+        "--binary",
+        "setuptools",
+        "--settings",
+        settings,
+    )
+    write_patch(1)
+    first = run_kiln(*args)
+    assert first.returncode == 0, first.stderr
+    assert set(statuses(out).values()) == {"built", "binary"}
+    write_patch(2)
+    second = run_kiln(*args)
+    assert second.returncode == 0, second.stderr
+    # kt-plugin was built with kt-base in its build environment: it is built again;
+    # six and the build backends did not change, and are not.
+    assert statuses(out) == {
+        "kt-base": "built",
+        "kt-plugin": "built",
+        "six": "cached",
+        "flit-core": "cached",
+        "setuptools": "binary",
+    }
+
+
 def test_a_patch_that_does_not_apply_is_named(
     tmp_path: Path, tree_index: Path, wheelhouse: Path
 ) -> None:

@@ -45,7 +45,8 @@ class WheelhouseRequest:
     fail_fast: bool = False
     installer: str = "auto"
     hook_runner: str = "auto"
-    compiler_cache: str | None = None
+    # On for the whole tree when ccache or sccache is installed ("none" turns it off).
+    compiler_cache: str | None = "auto"
     compiler_cache_remote: str | None = None
     # Index options, passed to the resolver and the installers.
     index_url: str | None = None
