@@ -54,12 +54,14 @@ class KilnError(Exception):
     """Base class for every error kiln reports to its user.
 
     ``log_path`` is the run's full log, when the error happened after it was opened;
-    ``kept_build`` where the failed build was kept, when it was.
+    ``kept_build`` where the failed build was kept, when it was; ``timings`` the
+    seconds the failed build had spent so far (``BuildResult.timings``), when known.
     """
 
     exit_code: int = EXIT_BACKEND
     log_path: Path | None = None
     kept_build: KeptBuild | None = None
+    timings: dict[str, float] | None = None
 
 
 # --- exit code 2: the request or the project is wrong -----------------------

@@ -30,6 +30,7 @@ from kiln.environments import BuildEnvironment, EnvironmentProvider
 from kiln.environments.envdir import EnvDir
 from kiln.errors import (
     DiskFullError,
+    KilnError,
     UsageError,
 )
 from kiln.headstart import HeadStart, plans_key
@@ -223,6 +224,7 @@ def _session(
             python=sys.executable,
             log_path=workspace.log.path,
         )
+        stack.push(_timings_onto_failure(result))
         if parts.interpreter is not None:
             result.python = str(parts.interpreter.path)
             result.python_version = parts.interpreter.dotted_version
@@ -332,6 +334,17 @@ def _prepare_backend(
     if full is not environment:
         backend = _backend(project, full, session)
     return backend, (*project.build_system.requires, *dynamic)
+
+
+def _timings_onto_failure(result: BuildResult) -> Callable[..., bool]:
+    """An exit callback: a failed build's error carries the time it spent so far."""
+
+    def on_exit(kind: object, error: BaseException | None, traceback: object) -> bool:
+        if isinstance(error, KilnError) and error.timings is None:
+            error.timings = dict(result.timings)
+        return False  # the error goes on
+
+    return on_exit
 
 
 @contextlib.contextmanager

@@ -107,8 +107,8 @@ def test_the_wheelhouse_timings_page_has_a_bar_per_package_and_marks_the_critica
     for package in packages.values():
         assert package["start"] is not None and package["end"] >= package["start"]
         assert package["lane"] in (0, 1)
-        if package["status"] == "built":  # a failed job's result has no timings
-            assert package["timings"]["environment"] > 0 and package["timings"]["build_wheel"] > 0
+        # A failed build's too: the time it spent before it failed.
+        assert package["timings"]["environment"] > 0 and package["timings"]["build_wheel"] > 0
     critical = report["critical_path"]
     names = [packages[node]["name"] for node in critical]
     assert names[-2:] == ["kt-base", "kt-plugin"] or names[-2:] == ["flit-core", "tomli"]

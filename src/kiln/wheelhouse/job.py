@@ -102,6 +102,7 @@ def run_job(spec: JobSpec) -> JobResult:
             error=str(error),
             log_path=str(error.log_path) if error.log_path else None,
             kept=str(kept.run_dir) if kept else None,
+            timings={name: round(s, 3) for name, s in (error.timings or {}).items()},
         )
     wheels = [a.path for a in result.artifacts if a.kind == "wheel"]
     return JobResult(
