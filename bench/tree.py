@@ -178,8 +178,16 @@ class TreeBench:
         shared = arm in KILN_SEQUENCE
         return self.ctx.work / ("kiln-cache-warm" if shared else f"kiln-cache-{arm}")
 
+    def compiler_cache(self, arm: str) -> Path:
+        """The arm's ccache/sccache directory: a wheelhouse turns the compiler cache on,
+        and a cold run must not find objects an earlier round compiled."""
+        return self.kiln_cache(arm).with_name(self.kiln_cache(arm).name + "-compilers")
+
     def env_for(self, arm: str) -> dict[str, str]:
         env = self.ctx.base_env()
+        if arm.startswith("kiln-"):
+            env["CCACHE_DIR"] = str(self.compiler_cache(arm) / "ccache")
+            env["SCCACHE_DIR"] = str(self.compiler_cache(arm) / "sccache")
         if arm == FROMAGER:
             # fromager resolves and downloads from PyPI itself (it has no offline mode
             # for a bootstrap); its sdists-repo is kept from run to run, so that after
@@ -197,6 +205,7 @@ class TreeBench:
         """Empty what the arm must not reuse; write the settings file of a patched run."""
         if arm in (KILN_COLD, KILN_SOURCE):
             shutil.rmtree(self.kiln_cache(arm), ignore_errors=True)
+            shutil.rmtree(self.compiler_cache(arm), ignore_errors=True)
         if arm == KILN_WARM:  # environments kept, every wheel built again
             shutil.rmtree(self.kiln_cache(arm) / "wheels-v1", ignore_errors=True)
         if arm == PIP:
