@@ -15,6 +15,7 @@ from kiln.layout import SDISTS
 from kiln.wheelhouse.model import FileRef
 from kiln.wheelhouse.sources import (
     BUILD_FACTS,
+    BuildFacts,
     HashMismatchError,
     build_facts,
     build_requirements,
@@ -155,8 +156,15 @@ def test_build_facts_are_read_once_then_kept_beside_the_sdist(tmp_path: Path) ->
     kept.mkdir(parents=True)
     sdist = make_tar(kept / "back-1.0.tar.gz", SELF_HOSTING)
     facts = build_facts(sdist)
-    assert facts == ([], ["pathspec>=0.10", "tomli; python_version < '3.11'"])
+    assert facts == BuildFacts((), ("pathspec>=0.10", "tomli; python_version < '3.11'"), False)
     assert (kept / BUILD_FACTS).is_file()
     sdist.write_bytes(b"not an archive any more")  # the note answers: the archive is not read
     assert build_facts(sdist) == facts
     assert kept_sha256(sdist) == "a" * 64
+
+
+def test_an_sdist_with_extension_sources_is_compiled(tmp_path: Path) -> None:
+    kept = tmp_path / "sdists" / ("b" * 64)
+    kept.mkdir(parents=True)
+    files = dict(SELF_HOSTING, **{"back-1.0/src/_speed.pyx": "cdef int x\n"})
+    assert build_facts(make_tar(kept / "back-1.0.tar.gz", files)).compiled

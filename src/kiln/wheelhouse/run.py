@@ -211,6 +211,10 @@ class _Run:
         from kiln.wheelhouse.scheduler import schedule
 
         wanted = [n for n in plan.graph.topological() if n not in self.outcomes]
+        # Compiled packages first, larger sdists before smaller (the order breaks
+        # the scheduler's ties): the longest builds start at once instead of
+        # ending the run on one core.
+        wanted.sort(key=lambda n: _expected_length(plan.planned[n]), reverse=True)
         if not wanted:
             return
         deps = {n: [d for d in plan.planned[n].node.build_deps if d in wanted] for n in wanted}
@@ -390,6 +394,13 @@ def _check_report_path(path: Path) -> None:
     except OSError as error:
         raise UsageError(f"cannot make the report's directory {path.parent}: {error}") from error
     refuse_foreign(path, REPORT_MARK)
+
+
+def _expected_length(planned: PlannedNode) -> tuple[bool, int]:
+    """What the build's length is guessed from, before any build: compiled or not,
+    then the sdist's size."""
+    size = planned.sdist.stat().st_size if planned.sdist is not None else 0
+    return planned.compiled, size
 
 
 def _cache_entry(planned: PlannedNode, result: JobResult) -> dict[str, Any]:

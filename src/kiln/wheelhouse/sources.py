@@ -20,6 +20,7 @@ import sys
 import tarfile
 import zipfile
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
@@ -93,12 +94,26 @@ def kept_sha256(kept: Path) -> str:
 # What an sdist's archive says about its build, kept beside it: reading it from a
 # large tar.gz takes a tenth of a second, which a no-change run should not pay.
 BUILD_FACTS = "build-facts.json"
-_BUILD_FACTS_FORMAT = 1
+_BUILD_FACTS_FORMAT = 2
+# Sources a compiler turns into an extension: such a build is long, and starts first.
+_COMPILED_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", ".f90", ".f")
 
 
-def build_facts(sdist: Path) -> tuple[list[str], list[str]]:
-    """:func:`build_requirements` and :func:`self_build_requirements` of a fetched
-    sdist, read from its archive once and then from the note kept beside it."""
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a fetched sdist's archive says about building it."""
+
+    # :func:`build_requirements`.
+    requires: tuple[str, ...]
+    # :func:`self_build_requirements`.
+    self_requires: tuple[str, ...]
+    # It holds C, C++, Cython, Rust or Fortran sources.
+    compiled: bool
+
+
+def build_facts(sdist: Path) -> BuildFacts:
+    """The :class:`BuildFacts` of a fetched sdist, read from its archive once and
+    then from the note kept beside it."""
     from kiln.jsonfiles import read_json_object, write_json
 
     note = sdist.parent / BUILD_FACTS
@@ -106,18 +121,39 @@ def build_facts(sdist: Path) -> tuple[list[str], list[str]]:
     if kept.get("format") == _BUILD_FACTS_FORMAT and kept.get("sdist") == sdist.name:
         requires, self_requires = kept.get("requires"), kept.get("self_requires")
         if isinstance(requires, list) and isinstance(self_requires, list):
-            return [str(r) for r in requires], [str(r) for r in self_requires]
-    requires = build_requirements(sdist)
-    self_requires = self_build_requirements(sdist)
+            return BuildFacts(
+                tuple(str(r) for r in requires),
+                tuple(str(r) for r in self_requires),
+                kept.get("compiled") is True,
+            )
+    facts = BuildFacts(
+        tuple(build_requirements(sdist)),
+        tuple(self_build_requirements(sdist)),
+        _has_compiled_sources(sdist),
+    )
     record = {
         "format": _BUILD_FACTS_FORMAT,
         "sdist": sdist.name,
-        "requires": requires,
-        "self_requires": self_requires,
+        "requires": list(facts.requires),
+        "self_requires": list(facts.self_requires),
+        "compiled": facts.compiled,
     }
     with contextlib.suppress(OSError):  # a read-only cache still builds
         write_json(note, record, private=True)
-    return requires, self_requires
+    return facts
+
+
+def _has_compiled_sources(sdist: Path) -> bool:
+    try:
+        if sdist.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(sdist) as archive:
+                names = archive.namelist()
+        else:
+            with tarfile.open(sdist, "r:*") as tar:
+                names = tar.getnames()
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile):
+        return False  # build_requirements has said what is wrong with it
+    return any(name.lower().endswith(_COMPILED_SUFFIXES) for name in names)
 
 
 def _check_allowed(ref: FileRef, digest: str, allowed: Collection[str]) -> None:

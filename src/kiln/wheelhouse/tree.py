@@ -40,6 +40,8 @@ class PlannedNode:
     # Exact `name==version` pins of the build environment from the index (--build-deps index).
     build_pins: tuple[str, ...] = ()
     key: str | None = None
+    # Its sdist holds compiled sources: a long build, started before the others.
+    compiled: bool = False
     # For binary and seed nodes: the wheel taken from the index.
     wheel: FileRef | None = None
     # The --hash values given for the package: its sdist, or the wheel taken, must match.
@@ -200,12 +202,13 @@ class TreePlanner:
         sdist = fetch(pin.sdist, self.cache_root, allowed=planned.allowed)
         planned.sdist = sdist
         planned.sdist_sha256 = kept_sha256(sdist)
-        requires, self_requires = build_facts(sdist)
+        facts = build_facts(sdist)
+        planned.compiled = facts.compiled
         planned.node.build_requires = (
-            *requires,
+            *facts.requires,
             # A self-hosting backend imports the project's own requirements: from
             # source, they must be built first (in index mode, the index has them).
-            *(self_requires if self.request.build_deps == "source" else ()),
+            *(facts.self_requires if self.request.build_deps == "source" else ()),
             *planned.settings.build_requires,
         )
 
