@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,22 +91,27 @@ def sweep_tmp(ctx: Context, results: Results, tool: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _timed_run(
-    ctx: Context,
-    cell: Cell,
-    results: Results,
-    cmd: list[str],
-    env: dict[str, str],
-    rundir: Path,
-    *,
-    warmup: bool,
-) -> float:
-    out = rundir / "out"
-    report = rundir / "report.json"
-    # Like subprocess.run(capture_output=True), with two differences. The output goes to
-    # files, so the clock stops when the tool exits, not when the last process holding
-    # its pipes lets go. And the tool runs in its own session, so a timeout or Ctrl-C
-    # stops its whole process tree and strays can be found.
+@dataclass(frozen=True)
+class SessionRun:
+    """One run of a tool by :func:`run_in_session`."""
+
+    returncode: int
+    seconds: float
+    timed_out: bool
+    # Processes it left behind (killed since), by pid.
+    stray: list[int]
+    # Its stdout, then its stderr.
+    output: str
+
+
+def run_in_session(cmd: list[str], env: dict[str, str], rundir: Path, timeout: float) -> SessionRun:
+    """Run ``cmd`` in ``rundir``, its output to stdout.log and stderr.log there.
+
+    Like subprocess.run(capture_output=True), with two differences. The output goes
+    to files, so the clock stops when the tool exits, not when the last process
+    holding its pipes lets go. And the tool runs in its own session, so a timeout or
+    Ctrl-C stops its whole process tree and strays can be found (and are killed).
+    """
     stdout_path, stderr_path = rundir / "stdout.log", rundir / "stderr.log"
     with stdout_path.open("wb") as stdout_file, stderr_path.open("wb") as stderr_file:
         start = time.perf_counter()
@@ -127,7 +133,7 @@ def _timed_run(
             timed_out.set()
             kill_session(proc.pid)
 
-        timer = threading.Timer(ctx.timeout, on_timeout)
+        timer = threading.Timer(timeout, on_timeout)
         timer.daemon = True
         timer.start()
         try:
@@ -139,17 +145,38 @@ def _timed_run(
         finally:
             timer.cancel()
         elapsed = time.perf_counter() - start
-    if timed_out.is_set():
-        raise RunFailed(f"timed out after {ctx.timeout:g} s\n  $ {shlex.join(cmd)}")
-    if stray := processes_in_session(proc.pid):
-        # A tool that keeps a process after it exits (a daemon, a server) would carry
-        # state into the next run, "cold" ones too, and eat CPU under other tools.
-        results.stray_processes[cell.tool] = results.stray_processes.get(cell.tool, 0) + len(stray)
+    stray = processes_in_session(proc.pid)
+    if stray:
         kill_session(proc.pid)
         for pid in stray:  # those that left the group, too
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
     output = stdout_path.read_text(errors="replace") + stderr_path.read_text(errors="replace")
+    return SessionRun(returncode, elapsed, timed_out.is_set(), stray, output)
+
+
+def _timed_run(
+    ctx: Context,
+    cell: Cell,
+    results: Results,
+    cmd: list[str],
+    env: dict[str, str],
+    rundir: Path,
+    *,
+    warmup: bool,
+) -> float:
+    out = rundir / "out"
+    report = rundir / "report.json"
+    done = run_in_session(cmd, env, rundir, ctx.timeout)
+    if done.timed_out:
+        raise RunFailed(f"timed out after {ctx.timeout:g} s\n  $ {shlex.join(cmd)}")
+    if done.stray:
+        # A tool that keeps a process after it exits (a daemon, a server) would carry
+        # state into the next run, "cold" ones too, and eat CPU under other tools.
+        results.stray_processes[cell.tool] = results.stray_processes.get(cell.tool, 0) + len(
+            done.stray
+        )
+    returncode, output, elapsed = done.returncode, done.output, done.seconds
 
     if returncode != 0:
         raise RunFailed(f"exit status {returncode}\n  $ {shlex.join(cmd)}\n{tail(output)}")

@@ -25,7 +25,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +34,7 @@ from cells import REPO_DIR, BenchError, log
 from harness import Context, find_uv
 from machine import capture, machine_info, warn_if_busy
 from run import csv_choice
-from timing import kill_session, processes_in_session, tail
+from timing import run_in_session, tail
 from treeparts import (
     ARMS,
     DEFAULT_ARMS,
@@ -126,45 +125,16 @@ def fill_wheelhouse(
 
 
 def timed(cmd: list[str], env: dict[str, str], rundir: Path, timeout: float) -> float:
-    """Run ``cmd`` in its own session, output to files; the seconds it took."""
-    stdout_path, stderr_path = rundir / "stdout.log", rundir / "stderr.log"
-    with stdout_path.open("wb") as stdout_file, stderr_path.open("wb") as stderr_file:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=rundir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout_file,
-            stderr=stderr_file,
-            start_new_session=True,
-        )
-        timed_out = threading.Event()
-
-        def on_timeout() -> None:
-            timed_out.set()
-            kill_session(proc.pid)
-
-        timer = threading.Timer(timeout, on_timeout)
-        timer.daemon = True
-        timer.start()
-        try:
-            returncode = proc.wait()
-        except BaseException:
-            kill_session(proc.pid)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        elapsed = time.perf_counter() - start
-    if processes_in_session(proc.pid):
-        kill_session(proc.pid)
-    output = stdout_path.read_text(errors="replace") + stderr_path.read_text(errors="replace")
-    if timed_out.is_set():
+    """Run ``cmd`` as bench/run.py runs a tool (its own session, output to files);
+    the seconds it took."""
+    done = run_in_session(cmd, env, rundir, timeout)
+    if done.timed_out:
         raise TreeRunFailed(f"timed out after {timeout:g} s\n  $ {shlex.join(cmd)}")
-    if returncode != 0:
-        raise TreeRunFailed(f"exit status {returncode}\n  $ {shlex.join(cmd)}\n{tail(output)}")
-    return elapsed
+    if done.returncode != 0:
+        raise TreeRunFailed(
+            f"exit status {done.returncode}\n  $ {shlex.join(cmd)}\n{tail(done.output)}"
+        )
+    return done.seconds
 
 
 class TreeBench:
