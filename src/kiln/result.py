@@ -31,13 +31,9 @@ class Artifact:
     @functools.cached_property
     def sha256(self) -> str:
         """The file's SHA-256, computed when first asked for (hashlib is slow to load)."""
-        import hashlib
+        from kiln.digests import file_sha256
 
-        digest = hashlib.sha256()
-        with self.path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.path)
 
     @classmethod
     def from_file(cls, path: Path, kind: str) -> Artifact:
