@@ -1,13 +1,18 @@
 """`kiln wheelhouse` on a Dask cluster against the local pool, on this machine.
 
-    python bench/dask_farm.py [--wheelhouse tests/wheelhouse] [--workdir DIR] [PACKAGE ...]
+    python bench/dask_farm.py [--wheelhouse tests/wheelhouse] [--rounds 3] [--workdir DIR]
+                              [PACKAGE ...]
 
 Builds the same tree (default: the test wheelhouse's sdists that need nothing
-else to build) four ways, each from empty kiln caches (uv's cache stays warm):
-the local pool with -j 1 and -j 2, and a local Dask cluster of one and of two
-one-core workers (``--scheduler``). It prints each run's time and Dask's overhead
-per job over the local pool with as many slots (target: under 5% of the tree's
-time). Then, with a loopback redis-server, a cluster builds the tree with
+else to build) four ways, each from empty kiln and compiler caches: the local
+pool with -j 1 and -j 2, and a local Dask cluster of one and of two one-core
+workers (``--scheduler``), each worker with caches of its own as a separate
+machine has. A first, untimed run fills uv's cache, which all runs share. The
+local and Dask runs alternate, round by round, so that a slow spell of a shared
+machine hits both; it prints the median of each and Dask's overhead over the
+local pool with as many slots (target: under 5% of the tree's time), and how
+much of the jobs' own time went into making build environments (each worker
+makes its own). Then, with a loopback redis-server, a cluster builds the tree with
 ``--compiler-cache ccache --compiler-cache-remote``, and a second cluster with
 empty local caches builds it again: the second one's compiler-cache hits over its
 compiles (target: at least 95%). Like bench/run.py it measures and asserts nothing.
@@ -21,6 +26,7 @@ import logging
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,6 +139,11 @@ def build_seconds(report: dict[str, Any]) -> float:
     return sum(float(p.get("seconds") or 0.0) for p in report["packages"])
 
 
+def environment_seconds(report: dict[str, Any]) -> float:
+    """The jobs' seconds in making (or finding) their build environments."""
+    return sum(float((p.get("timings") or {}).get("environment", 0.0)) for p in report["packages"])
+
+
 def compiles(report: dict[str, Any]) -> tuple[int, int]:
     """The hits and misses of every package's compiler cache in a report."""
     hits = misses = 0
@@ -143,10 +154,17 @@ def compiles(report: dict[str, Any]) -> tuple[int, int]:
     return hits, misses
 
 
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("packages", nargs="*", default=list(DEFAULT_TREE))
     parser.add_argument("--wheelhouse", type=Path, default=DEFAULT_WHEELHOUSE)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed rounds of each run (default: 3)"
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -159,31 +177,48 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="kiln-bench-dask-")) if owned else args.workdir
     try:
         environ = offline_environ(wheels, scratch)
-        times: dict[str, float] = {}
-        builds: dict[str, float] = {}
+        # A first run fills uv's cache, which every later run shares: otherwise the
+        # first timed run alone would download (here: unpack) every wheel.
+        warm_up = scratch / "warm-up"
+        wheelhouse(tree, wheels, warm_up / "out", _local_environ(environ, warm_up), "-j", "2")
+        shutil.rmtree(warm_up)
+        times: dict[str, list[float]] = {}
+        builds: dict[str, list[float]] = {}
+        environments: dict[str, list[float]] = {}
         for slots in (1, 2):
-            run = scratch / f"local-{slots}"
-            local_env = {**environ, "KILN_CACHE_DIR": str(run / "kiln-cache")}
-            name = f"local -j {slots}"
-            times[name], report = wheelhouse(tree, wheels, run / "out", local_env, "-j", str(slots))
-            builds[name] = build_seconds(report)
-            with cluster(run / "farm", slots, environ) as address:
-                client_env = {**environ, "KILN_CACHE_DIR": str(run / "client-cache")}
-                name = f"dask x{slots}"
-                times[name], report = wheelhouse(
-                    tree, wheels, run / "dask-out", client_env, "--scheduler", address
+            # Interleaved rounds: a slow spell of the machine hits both sides alike.
+            for number in range(args.rounds):
+                run = scratch / f"local-{slots}-{number}"
+                name = f"local -j {slots}"
+                seconds, report = wheelhouse(
+                    tree, wheels, run / "out", _local_environ(environ, run), "-j", str(slots)
                 )
-                builds[name] = build_seconds(report)
-        print(f"tree: {', '.join(tree)} ({len(tree)} packages, empty kiln caches)")
-        for name, seconds in times.items():
-            print(f"  {name:<12} {seconds:7.1f} s   (the jobs' own time: {builds[name]:.1f} s)")
+                _record(name, seconds, report, times, builds, environments)
+                with cluster(run / "farm", slots, environ) as address:
+                    client_env = {**environ, "KILN_CACHE_DIR": str(run / "client-cache")}
+                    seconds, report = wheelhouse(
+                        tree, wheels, run / "dask-out", client_env, "--scheduler", address
+                    )
+                _record(f"dask x{slots}", seconds, report, times, builds, environments)
+                shutil.rmtree(run, ignore_errors=True)
+        print(
+            f"tree: {', '.join(tree)} ({len(tree)} packages, empty kiln and compiler caches; "
+            f"median of {args.rounds} round(s))"
+        )
+        for name, samples in times.items():
+            print(
+                f"  {name:<12} {median(samples):7.1f} s  ({', '.join(f'{s:.1f}' for s in samples)})"
+                f"   the jobs' own time: {median(builds[name]):.1f} s, of which making "
+                f"environments {median(environments[name]):.1f} s"
+            )
         for slots in (1, 2):
             local, dask = times[f"local -j {slots}"], times[f"dask x{slots}"]
-            per_job = (dask - local) / len(tree)
+            overhead = median(dask) - median(local)
+            paired = median([d - lo for d, lo in zip(dask, local, strict=True)])
             print(
-                f"  {slots} slot(s): Dask's overhead {dask - local:+.1f} s, "
-                f"{per_job:+.2f} s per job, {100 * (dask - local) / local:+.1f}% of the tree "
-                "(target: under 5%)"
+                f"  {slots} slot(s): Dask's overhead {overhead:+.1f} s (round by round "
+                f"{paired:+.1f} s), {overhead / len(tree):+.2f} s per job, "
+                f"{100 * overhead / median(local):+.1f}% of the tree (target: under 5%)"
             )
         with redis(scratch / "redis") as url:
             remote = ("--compiler-cache", "ccache", "--compiler-cache-remote", url)
@@ -206,6 +241,25 @@ def main() -> int:
         if owned:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _local_environ(environ: dict[str, str], run: Path) -> dict[str, str]:
+    """A local run's environment: its kiln cache and compiler cache empty, as each
+    worker's are (a warm ~/.cache/ccache made the local pool look 40-70% faster)."""
+    return {**environ, "KILN_CACHE_DIR": str(run / "kiln-cache"), "CCACHE_DIR": str(run / "ccache")}
+
+
+def _record(
+    name: str,
+    seconds: float,
+    report: dict[str, Any],
+    times: dict[str, list[float]],
+    builds: dict[str, list[float]],
+    environments: dict[str, list[float]],
+) -> None:
+    times.setdefault(name, []).append(seconds)
+    builds.setdefault(name, []).append(build_seconds(report))
+    environments.setdefault(name, []).append(environment_seconds(report))
 
 
 if __name__ == "__main__":
