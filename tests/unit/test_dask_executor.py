@@ -245,3 +245,34 @@ def test_the_scheduler_option_reaches_the_request() -> None:
 
     args = build_parser().parse_args(["six", "--scheduler", "tcp://farm:8786"])
     assert request_from_args(args).scheduler == "tcp://farm:8786"
+
+
+def test_a_free_worker_takes_a_job_warm_there_then_a_cold_one_then_any(tmp_path: Path) -> None:
+    client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": identity()}, {})
+    executor = DaskExecutor(client)
+
+    def job(name: str, pins: str) -> JobSpec:
+        constraints = tmp_path / f"{name}.txt"
+        constraints.write_text(pins)
+        return JobSpec(
+            node=name,
+            name=name,
+            version="1",
+            source="",
+            outdir="",
+            cache_dir="",
+            constraints=(str(constraints),),
+        )
+
+    on_busy, on_free, cold = (
+        job("x", "flit-core==3\n"),
+        job("y", "hatchling==1\n"),
+        job("z", "setuptools==80\n"),
+    )
+    executor._warm[dask_executor.environment_key(on_busy)] = "tcp://h:1"
+    executor._warm[dask_executor.environment_key(on_free)] = "tcp://h:2"
+    client.busy["tcp://h:1"] = 2  # both of its slots taken
+    assert executor.prefer([on_busy, cold, on_free]) == 2
+    assert executor.prefer([on_busy, cold]) == 1
+    assert executor.prefer([on_busy]) == 0  # a free worker still takes it
+    assert executor.prefer([cold, on_busy]) == 0  # nothing warm anywhere free: the order

@@ -35,7 +35,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -645,19 +645,38 @@ class DaskExecutor:
         inner.add_done_callback(lambda done: self._complete(spec, env_key, outer, done, started))
         return outer
 
+    def prefer(self, specs: Sequence[JobSpec]) -> int:
+        """Which ready job to start on the slot that is free (the scheduler's
+        optional choice): the first whose environment is warm on a worker with a
+        free slot, else the first whose environment no worker has made, else the
+        first: a free worker still takes a job warm elsewhere rather than wait, and
+        the scheduler starts a job passed over too often whatever this says."""
+        warm_on = [self._warm.get(environment_key(spec)) for spec in specs]
+        warm = {address for address in warm_on if address is not None}
+        if not warm:
+            return 0
+        try:
+            free = {address for address in warm if self._has_free_slot(address)}
+        except Exception as error:  # the scheduler's order will do
+            logger.debug("cannot ask the scheduler which workers are free: %s", error)
+            return 0
+        ranks = [0 if a in free else 1 if a is None else 2 for a in warm_on]
+        return ranks.index(min(ranks))
+
+    def _has_free_slot(self, address: str) -> bool:
+        info = self._worker(address)
+        if info is None:
+            return False
+        busy = len(self.client.processing(workers=[address]).get(address, ()))
+        return busy < self._worker_slots(info)
+
     def _free_warm_worker(self, env_key: str) -> str | None:
         """The worker that last built this environment, if it has a free slot now:
         a busy one is not waited for (the others would starve meanwhile)."""
         address = self._warm.get(env_key)
-        if address is None:
-            return None
-        info = self._worker(address)
-        if info is None:
-            return None
         # Asked each time (a round trip of about a millisecond): only the scheduler
         # knows where the jobs not pinned to a worker run.
-        busy = len(self.client.processing(workers=[address]).get(address, ()))
-        return address if busy < self._worker_slots(info) else None
+        return address if address is not None and self._has_free_slot(address) else None
 
     def _complete(
         self,
