@@ -453,6 +453,15 @@ def test_a_job_the_executor_never_prefers_is_not_starved() -> None:
     assert executor.started.index("first") == CHOICE_WINDOW
 
 
+def test_an_executor_that_prefers_the_first_keeps_the_schedulers_order() -> None:
+    from kiln.wheelhouse.scheduler import CHOICE_WINDOW
+
+    deps: dict[str, list[str]] = {f"n{i:02}": [] for i in range(CHOICE_WINDOW * 3)}
+    executor = PreferringExecutor(set())
+    schedule(deps, spec, executor, jobs=1)
+    assert executor.started == list(deps)
+
+
 def test_a_job_that_cannot_be_made_fails_while_the_executor_chooses() -> None:
     deps: dict[str, list[str]] = {"bad": [], "good": [], "user": ["bad"]}
     executor = PreferringExecutor({"good"})

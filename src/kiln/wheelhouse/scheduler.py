@@ -189,9 +189,8 @@ class _Run:
         chosen = overdue[0] if overdue else self.prefer([spec for _, spec in candidates])
         if not 0 <= chosen < len(candidates):
             chosen = 0
-        for position, (entry, _) in enumerate(candidates):
-            if position != chosen:
-                self.passed[entry[1]] = self.passed.get(entry[1], 0) + 1
+        for entry, _ in candidates[:chosen]:  # overtaken by the chosen one
+            self.passed[entry[1]] = self.passed.get(entry[1], 0) + 1
         entry, spec = candidates[chosen]
         self._take_ready(entry)
         del self.made[entry[1]]
