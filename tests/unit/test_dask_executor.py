@@ -153,14 +153,16 @@ class FakeClient:
     def __init__(self, answers: dict[str, dict[str, str]], busy: dict[str, int]) -> None:
         self.answers = answers
         self.busy = busy
+        self.calls: list[str] = []
 
     def wait_for_workers(self, n: int, timeout: float) -> None:
         pass
 
-    def run(self, function: Any) -> dict[str, dict[str, str]]:
+    def run(self, function: Any, *args: Any) -> dict[str, dict[str, str]]:
         return self.answers
 
     def scheduler_info(self, n_workers: int) -> dict[str, Any]:
+        self.calls.append("scheduler_info")
         return {
             "workers": {
                 address: {"name": address[-1], "resources": {"kiln": 2}, "nthreads": 4}
@@ -169,6 +171,7 @@ class FakeClient:
         }
 
     def processing(self, workers: list[str]) -> dict[str, tuple[str, ...]]:
+        self.calls.append("processing")
         return {w: ("task",) * self.busy.get(w, 0) for w in workers}
 
 
@@ -188,6 +191,32 @@ def test_the_warm_worker_is_preferred_only_while_it_has_a_free_slot() -> None:
     assert executor._free_warm_worker("env") == "tcp://h:1"
     client.busy["tcp://h:1"] = 2  # both of its slots taken: any worker will do
     assert executor._free_warm_worker("env") is None
+
+
+def test_the_workers_are_asked_for_again_only_when_one_is_unknown() -> None:
+    client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": identity()}, {})
+    executor = DaskExecutor(client)
+    client.calls.clear()
+    executor._warm["env"] = "tcp://h:1"
+    assert executor._free_warm_worker("env") == "tcp://h:1"
+    assert executor._address_of("2") == "tcp://h:2"  # by its name
+    assert client.calls == ["processing"]  # what the connection learnt is enough
+    client.answers["tcp://h:3"] = identity()  # a worker joins
+    assert executor._address_of("tcp://h:3") == "tcp://h:3"
+    assert client.calls == ["processing", "scheduler_info"]
+
+
+def test_a_ready_worker_has_asked_the_clients_interpreter_already(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kiln import interpreters
+
+    asked: list[Path] = []
+    monkeypatch.setattr(interpreters, "query", asked.append)
+    assert dask_executor.ready_worker(sys.executable) == identity()
+    assert asked == [Path(sys.executable)]
+    assert dask_executor.ready_worker("/no/such/python") == identity()
+    assert asked == [Path(sys.executable)]
 
 
 def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
@@ -216,3 +245,34 @@ def test_the_scheduler_option_reaches_the_request() -> None:
 
     args = build_parser().parse_args(["six", "--scheduler", "tcp://farm:8786"])
     assert request_from_args(args).scheduler == "tcp://farm:8786"
+
+
+def test_a_free_worker_takes_a_job_warm_there_then_a_cold_one_then_any(tmp_path: Path) -> None:
+    client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": identity()}, {})
+    executor = DaskExecutor(client)
+
+    def job(name: str, pins: str) -> JobSpec:
+        constraints = tmp_path / f"{name}.txt"
+        constraints.write_text(pins)
+        return JobSpec(
+            node=name,
+            name=name,
+            version="1",
+            source="",
+            outdir="",
+            cache_dir="",
+            constraints=(str(constraints),),
+        )
+
+    on_busy, on_free, cold = (
+        job("x", "flit-core==3\n"),
+        job("y", "hatchling==1\n"),
+        job("z", "setuptools==80\n"),
+    )
+    executor._warm[dask_executor.environment_key(on_busy)] = "tcp://h:1"
+    executor._warm[dask_executor.environment_key(on_free)] = "tcp://h:2"
+    client.busy["tcp://h:1"] = 2  # both of its slots taken
+    assert executor.prefer([on_busy, cold, on_free]) == 2
+    assert executor.prefer([on_busy, cold]) == 1
+    assert executor.prefer([on_busy]) == 0  # a free worker still takes it
+    assert executor.prefer([cold, on_busy]) == 0  # nothing warm anywhere free: the order

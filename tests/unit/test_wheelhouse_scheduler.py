@@ -403,3 +403,87 @@ def test_a_job_that_ended_before_the_interrupt_stopped_it_keeps_its_wheel() -> N
     assert kept == ["a"]
     outcomes = {e.node: e.outcome.status.value for e in events if e.outcome}
     assert outcomes == {"a": "built", "b": "cancelled"}
+
+
+# ---------------------------------------------------------------- executor's choice
+
+
+class PreferringExecutor(FakeExecutor):
+    """Every job ends at once; prefers the ready job named in ``liked`` (else the first)."""
+
+    def __init__(self, liked: set[str]) -> None:
+        super().__init__()
+        self.liked = liked
+        self.offers: list[list[str]] = []
+
+    def submit(self, spec: JobSpec) -> Future[JobResult]:
+        self.ends[spec.node] = built(spec.node)
+        return super().submit(spec)
+
+    def prefer(self, specs: Any) -> int:
+        names = [s.node for s in specs]
+        self.offers.append(names)
+        return next((i for i, n in enumerate(names) if n in self.liked), 0)
+
+
+def test_an_executor_with_a_preference_chooses_among_the_ready_jobs() -> None:
+    deps: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    executor = PreferringExecutor({"c"})
+    made: list[str] = []
+
+    def start(node: str) -> JobSpec:
+        made.append(node)
+        return spec(node)
+
+    outcomes = schedule(deps, start, executor, jobs=1)
+    assert executor.started == ["c", "a", "b"]
+    assert executor.offers[0] == ["a", "b", "c"]  # the scheduler's order
+    assert sorted(made) == ["a", "b", "c"]  # each job made once
+    assert statuses(outcomes) == dict.fromkeys(deps, "built")
+
+
+def test_a_job_the_executor_never_prefers_is_not_starved() -> None:
+    from kiln.wheelhouse.scheduler import CHOICE_WINDOW
+
+    # "first" is the most waited-for, but the executor always likes another job.
+    others = [f"n{i}" for i in range(CHOICE_WINDOW * 3)]
+    deps: dict[str, list[str]] = {"first": [], **{n: [] for n in others}}
+    executor = PreferringExecutor(set(others))
+    schedule(deps, spec, executor, jobs=1)
+    assert executor.started.index("first") == CHOICE_WINDOW
+
+
+def test_an_executor_that_prefers_the_first_keeps_the_schedulers_order() -> None:
+    from kiln.wheelhouse.scheduler import CHOICE_WINDOW
+
+    deps: dict[str, list[str]] = {f"n{i:02}": [] for i in range(CHOICE_WINDOW * 3)}
+    executor = PreferringExecutor(set())
+    schedule(deps, spec, executor, jobs=1)
+    assert executor.started == list(deps)
+
+
+def test_a_job_that_cannot_be_made_fails_while_the_executor_chooses() -> None:
+    deps: dict[str, list[str]] = {"bad": [], "good": [], "user": ["bad"]}
+    executor = PreferringExecutor({"good"})
+
+    def start(node: str) -> JobSpec:
+        if node == "bad":
+            raise ConfigError("bad: no such backend")
+        return spec(node)
+
+    outcomes = schedule(deps, start, executor, jobs=1)
+    assert statuses(outcomes) == {"bad": "failed", "good": "built", "user": "blocked"}
+    assert executor.started == ["good"]
+
+
+def test_without_a_preference_the_executor_is_offered_nothing() -> None:
+    deps: dict[str, list[str]] = {"a": [], "b": []}
+    executor = FakeExecutor({n: built(n) for n in deps})
+    made: list[str] = []
+
+    def start(node: str) -> JobSpec:
+        made.append(node)
+        return spec(node)
+
+    schedule(deps, start, executor, jobs=1)
+    assert not hasattr(executor, "prefer") and made == executor.started == ["a", "b"]

@@ -35,7 +35,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,6 +130,38 @@ def identity() -> dict[str, str]:
         "python": f"{sys.implementation.name} {sys.version.split()[0]}",
         "platform": sysconfig.get_platform(),
     }
+
+
+def ready_worker(python: str | None) -> dict[str, str]:
+    """Run on every worker when the client connects: its :func:`identity`, once the
+    worker has imported what a job runs with and asked ``python`` (the client's
+    interpreter) what it is, if this machine has that file; the job's own
+    check then finds the answer in this process (``kiln.interpreters`` keeps it).
+    So a worker's first job does not pay for them, while the client still decides."""
+    import importlib
+
+    for module in _JOB_MODULES:
+        importlib.import_module(module)
+    if python is not None and Path(python).is_file():
+        from kiln.interpreters import query
+
+        query(Path(python))
+    return identity()
+
+
+# What run_on_worker imports, the first time at a cost of a tenth of a second or so.
+_JOB_MODULES = (
+    "kiln.cache",
+    "kiln.interpreters",
+    "kiln.layout",
+    "kiln.locks",
+    "kiln.options",
+    "kiln.process",
+    "kiln.removal",
+    "kiln.wheelhouse.executors",
+    "kiln.wheelhouse.indexes",
+    "kiln.wheelhouse.run",
+)
 
 
 def mismatch(mine: Mapping[str, str], theirs: Mapping[str, str]) -> str | None:
@@ -489,6 +521,14 @@ def connect(address: str, *, timeout: float = CONNECT_SECONDS) -> distributed.Cl
         ) from error
 
 
+def _labelled(workers: Mapping[str, Mapping[str, Any]], label: str) -> str | None:
+    """The address of the worker called ``label`` (its address or its name)."""
+    for address, info in workers.items():
+        if label in (address, str(info.get("name"))):
+            return address
+    return None
+
+
 class SchedulerUnreachableError(KilnError):
     exit_code = EXIT_ENVIRONMENT
 
@@ -515,6 +555,8 @@ class DaskExecutor:
         self._futures: dict[Future[JobResult], tuple[Any, JobSpec]] = {}
         # Build environment -> the worker that last built with it (its address).
         self._warm: dict[str, str] = {}
+        # The workers as the scheduler last told (address -> info).
+        self._known: dict[str, dict[str, Any]] = {}
         self._closed = False
         try:
             client.wait_for_workers(1, timeout=workers_timeout)
@@ -537,7 +579,7 @@ class DaskExecutor:
     def check_workers(self) -> None:
         """Refuse the cluster if a worker runs another kiln or Python than this client."""
         mine = identity()
-        theirs: dict[str, dict[str, str]] = self.client.run(identity)
+        theirs: dict[str, dict[str, str]] = self.client.run(ready_worker, sys.executable)
         refused = [
             f"{address} runs {difference}"
             for address, answer in sorted(theirs.items())
@@ -549,21 +591,29 @@ class DaskExecutor:
                 f"Python (kiln {mine['kiln']}, {mine['python']}, {mine['platform']}): "
                 + "; ".join(refused)
             )
-        workers = self._workers()
+        workers = self._refresh_workers()
         self.resources = (
             {RESOURCE: 1}
             if any(RESOURCE in w.get("resources", {}) for w in workers.values())
             else None
         )
 
-    def _workers(self) -> dict[str, dict[str, Any]]:
+    def _refresh_workers(self) -> dict[str, dict[str, Any]]:
+        """Ask the scheduler for its workers (address -> info) and keep the answer."""
         info: dict[str, dict[str, Any]] = self.client.scheduler_info(n_workers=-1)["workers"]
+        self._known = info
         return info
+
+    def _worker(self, address: str) -> Mapping[str, Any] | None:
+        """A worker's info, asked for again only when it is not known yet (a worker
+        that joined since): a job's way through the executor costs no round trip."""
+        info = self._known.get(address)
+        return info if info is not None else self._refresh_workers().get(address)
 
     @property
     def slots(self) -> int:
         """How many jobs the cluster runs at once now (every worker's slots)."""
-        return max(1, sum(self._worker_slots(w) for w in self._workers().values()))
+        return max(1, sum(self._worker_slots(w) for w in self._refresh_workers().values()))
 
     def _worker_slots(self, info: Mapping[str, Any]) -> int:
         if self.resources is not None:
@@ -595,17 +645,38 @@ class DaskExecutor:
         inner.add_done_callback(lambda done: self._complete(spec, env_key, outer, done, started))
         return outer
 
+    def prefer(self, specs: Sequence[JobSpec]) -> int:
+        """Which ready job to start on the slot that is free (the scheduler's
+        optional choice): the first whose environment is warm on a worker with a
+        free slot, else the first whose environment no worker has made, else the
+        first: a free worker still takes a job warm elsewhere rather than wait, and
+        the scheduler starts a job passed over too often whatever this says."""
+        warm_on = [self._warm.get(environment_key(spec)) for spec in specs]
+        warm = {address for address in warm_on if address is not None}
+        if not warm:
+            return 0
+        try:
+            free = {address for address in warm if self._has_free_slot(address)}
+        except Exception as error:  # the scheduler's order will do
+            logger.debug("cannot ask the scheduler which workers are free: %s", error)
+            return 0
+        ranks = [0 if a in free else 1 if a is None else 2 for a in warm_on]
+        return ranks.index(min(ranks))
+
+    def _has_free_slot(self, address: str) -> bool:
+        info = self._worker(address)
+        if info is None:
+            return False
+        busy = len(self.client.processing(workers=[address]).get(address, ()))
+        return busy < self._worker_slots(info)
+
     def _free_warm_worker(self, env_key: str) -> str | None:
         """The worker that last built this environment, if it has a free slot now:
         a busy one is not waited for (the others would starve meanwhile)."""
         address = self._warm.get(env_key)
-        if address is None:
-            return None
-        info = self._workers().get(address)
-        if info is None:
-            return None
-        busy = len(self.client.processing(workers=[address]).get(address, ()))
-        return address if busy < self._worker_slots(info) else None
+        # Asked each time (a round trip of about a millisecond): only the scheduler
+        # knows where the jobs not pinned to a worker run.
+        return address if address is not None and self._has_free_slot(address) else None
 
     def _complete(
         self,
@@ -659,10 +730,9 @@ class DaskExecutor:
         return replace(result, **changes)
 
     def _address_of(self, label: str) -> str | None:
-        for address, info in self._workers().items():
-            if label in (address, str(info.get("name"))):
-                return address
-        return None
+        """The address of the worker a result names (asked for only when unknown)."""
+        found = _labelled(self._known, label)
+        return found if found is not None else _labelled(self._refresh_workers(), label)
 
     def cancel(self, futures: Collection[Future[JobResult]]) -> None:
         """Cancel the tasks on the cluster and wait until no worker runs them (a

@@ -44,7 +44,12 @@ OUTPUT_FILE = "output.log"
 class Executor(Protocol):
     """Runs jobs. ``submit`` returns at once; the future completes with the job's
     result, or raises when the job could not be run at all (the scheduler records
-    that as a failure of the job)."""
+    that as a failure of the job).
+
+    Optional: ``prefer(specs) -> int``, which of these ready jobs (the most
+    waited-for first) to start on the slot that is free now; without it (as
+    LocalPool), the first. The scheduler then makes a few ready jobs' specs ahead.
+    """
 
     def submit(self, spec: JobSpec) -> Future[JobResult]: ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ class _Run:
         self.held_sources: list[FileLock] = []
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
+        # The cluster --scheduler names, connected to while the run decides.
+        self.connection: BackgroundConnection | None = None
 
     def go(self, executor: Executor | None, started: float) -> WheelhouseResult:
         from kiln.layout import lock_beside
@@ -136,10 +139,17 @@ class _Run:
         self.timeline = Timeline(started)
         try:
             _check_report_path(self.request.report_path.absolute())
+            if executor is None and self.request.scheduler:
+                # Connecting (and checking the workers) takes a second or so: meanwhile,
+                # decide. Its error is raised when the run takes the executor.
+                self.connection = BackgroundConnection(self.request.scheduler, connect_cluster)
             plan = self.plan = self._decide()
             self._take_ready_made(plan)
             self._build(plan, executor)
         finally:
+            if self.connection is not None:
+                # Nothing to build, or deciding failed: no connection or thread stays.
+                self.connection.abandon()
             try:
                 # Whatever happened, what is complete reaches the wheelhouse.
                 result = self._publish(written, started)
@@ -247,10 +257,10 @@ class _Run:
         """The local pool, or the Dask cluster --scheduler names (its workers checked)."""
         from kiln.wheelhouse.executors import LocalPool
 
+        if self.connection is not None:
+            return self.connection.take()
         if self.request.scheduler:
-            from kiln.wheelhouse.dask_executor import DaskExecutor
-
-            return DaskExecutor.connect(self.request.scheduler)
+            return connect_cluster(self.request.scheduler)
         return LocalPool(self.request.job_count)
 
     def _job_spec(self, node_id: str) -> JobSpec:
@@ -322,6 +332,70 @@ class _Run:
             result.report = self.request.report_path.absolute()
             _write_report(result.report, self.request, plan, result, self.timeline)
         return result
+
+
+def connect_cluster(address: str) -> Executor:
+    """The Dask cluster at ``address``, its workers checked."""
+    from kiln.wheelhouse.dask_executor import DaskExecutor
+
+    return DaskExecutor.connect(address)
+
+
+class BackgroundConnection:
+    """``connect(address)`` run in a thread of its own from the start: :meth:`take`
+    waits for its executor (or raises its error); :meth:`abandon` waits for the
+    thread and closes an executor nobody took."""
+
+    def __init__(self, address: str, connect: Callable[[str], Executor]) -> None:
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._thread = threading.Thread(
+            target=self._connect, args=(address, connect), name="kiln-connect", daemon=True
+        )
+        self._thread.start()
+
+    def _connect(self, address: str, connect: Callable[[str], Executor]) -> None:
+        try:
+            executor = connect(address)
+        except BaseException as error:  # handed to the run's thread, which raises it
+            self._error = error
+            return
+        with self._lock:
+            abandoned = self._abandoned
+            if not abandoned:
+                self._executor = executor
+        if abandoned:  # the run ended while this connected
+            _close_quietly(executor)
+
+    def take(self) -> Executor:
+        """The connected executor, now the caller's to close; the connection's error."""
+        self._thread.join()
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            error = self._error or RuntimeError("the connection was taken already")
+            raise error
+        return executor
+
+    def abandon(self) -> None:
+        """Close the executor unless it was taken, once the thread has ended (a
+        second Ctrl-C stops the waiting; the thread then closes it itself)."""
+        with self._lock:
+            self._abandoned = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            _close_quietly(executor)
+        self._thread.join()
+
+
+def _close_quietly(executor: Executor) -> None:
+    """Close an executor no job ran on; its failure must not hide the run's own error."""
+    try:
+        executor.close()
+    except Exception as error:
+        logger.debug("closing the unused cluster connection failed: %s", error)
 
 
 def _write_report(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
@@ -35,6 +35,11 @@ logger = logging.getLogger("kiln.wheelhouse")
 WAIT_SECONDS = 0.5
 
 INTERRUPTED = "interrupted"
+
+# An executor with a preference among ready jobs (``prefer``, optional) chooses among
+# this many of them, the most waited-for first; one passed over this often is
+# started next whatever the preference, so that none waits for ever.
+CHOICE_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,11 @@ class _Run:
         self.ready = [(self.priority[n], n) for n, count in self.missing.items() if count == 0]
         heapq.heapify(self.ready)
         self.running: dict[Future[JobResult], str] = {}
+        # For an executor with a preference: the ready nodes' jobs, made once, and
+        # how often each node was passed over.
+        self.prefer: Callable[[Sequence[JobSpec]], int] | None = getattr(executor, "prefer", None)
+        self.made: dict[str, JobSpec] = {}
+        self.passed: dict[str, int] = {}
         self.outcomes: dict[str, Outcome] = {}
         # Why the run stopped early, once it has.
         self.stopped: str | None = None
@@ -135,14 +145,61 @@ class _Run:
 
     def _start_ready(self) -> None:
         while self.ready and len(self.running) < self.jobs and self.stopped is None:
-            _, node = heapq.heappop(self.ready)
-            try:
-                spec = self.start(node)
-            except KilnError as error:
-                self._failed(node, _failure(node, error))
-                continue
+            if self.prefer is not None and len(self.ready) > 1:
+                picked = self._preferred()
+                if picked is None:
+                    continue
+                node, spec = picked
+            else:
+                _, node = heapq.heappop(self.ready)
+                try:
+                    # Made already if the executor was offered it.
+                    spec = self.made.pop(node) if node in self.made else self.start(node)
+                except KilnError as error:
+                    self._failed(node, _failure(node, error))
+                    continue
             self.running[self.executor.submit(spec)] = node
             self._event("started", node, spec=spec)
+
+    def _preferred(self) -> tuple[str, JobSpec] | None:
+        """The ready node the executor prefers among the most waited-for few, with
+        its job; None when the jobs of those could not be made (they failed)."""
+        assert self.prefer is not None
+        candidates: list[tuple[tuple[tuple[int, int], str], JobSpec]] = []
+        for entry in heapq.nsmallest(CHOICE_WINDOW, self.ready):
+            node = entry[1]
+            spec = self.made.get(node)
+            if spec is None:
+                try:
+                    spec = self.made[node] = self.start(node)
+                except KilnError as error:
+                    self._take_ready(entry)
+                    self._failed(node, _failure(node, error))
+                    if self.stopped is not None:
+                        return None
+                    continue
+            candidates.append((entry, spec))
+        if not candidates or self.stopped is not None:
+            return None
+        overdue = [
+            position
+            for position, (entry, _) in enumerate(candidates)
+            if self.passed.get(entry[1], 0) >= CHOICE_WINDOW
+        ]
+        chosen = overdue[0] if overdue else self.prefer([spec for _, spec in candidates])
+        if not 0 <= chosen < len(candidates):
+            chosen = 0
+        for entry, _ in candidates[:chosen]:  # overtaken by the chosen one
+            self.passed[entry[1]] = self.passed.get(entry[1], 0) + 1
+        entry, spec = candidates[chosen]
+        self._take_ready(entry)
+        del self.made[entry[1]]
+        return entry[1], spec
+
+    def _take_ready(self, entry: tuple[tuple[int, int], str]) -> None:
+        if entry in self.ready:
+            self.ready.remove(entry)
+            heapq.heapify(self.ready)
 
     def _take_ended(self) -> None:
         ended, _ = wait_for(self.running, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
