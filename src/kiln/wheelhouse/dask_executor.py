@@ -648,9 +648,10 @@ class DaskExecutor:
     def prefer(self, specs: Sequence[JobSpec]) -> int:
         """Which ready job to start on the slot that is free (the scheduler's
         optional choice): the first whose environment is warm on a worker with a
-        free slot, else the first whose environment no worker has made, else the
-        first: a free worker still takes a job warm elsewhere rather than wait, and
-        the scheduler starts a job passed over too often whatever this says."""
+        free slot, else the scheduler's first. Only a job that saves making an
+        environment overtakes the first: a long build at the head of the queue is
+        not held back for a cold one, and the scheduler starts a job passed over
+        too often whatever this says."""
         warm_on = [self._warm.get(environment_key(spec)) for spec in specs]
         warm = {address for address in warm_on if address is not None}
         if not warm:
@@ -660,8 +661,7 @@ class DaskExecutor:
         except Exception as error:  # the scheduler's order will do
             logger.debug("cannot ask the scheduler which workers are free: %s", error)
             return 0
-        ranks = [0 if a in free else 1 if a is None else 2 for a in warm_on]
-        return ranks.index(min(ranks))
+        return next((n for n, address in enumerate(warm_on) if address in free), 0)
 
     def _has_free_slot(self, address: str) -> bool:
         info = self._worker(address)
