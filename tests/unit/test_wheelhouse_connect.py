@@ -106,6 +106,20 @@ def test_an_abandoned_connection_is_closed_once_it_is_made() -> None:
     assert connector.executor.closed
 
 
+def test_an_abandoned_connection_that_hangs_is_not_waited_for() -> None:
+    # An unreachable scheduler: the run's own error (or its end) does not wait
+    # for the connect timeout.
+    connector = Connector()
+    connection = BackgroundConnection("tcp://farm:8786", connector)
+    assert connector.began.wait(NEVER)
+    connection.abandon(wait=0.01)
+    assert kiln_threads()  # still connecting: left to end on its own
+    connector.go.set()
+    for thread in kiln_threads():
+        thread.join(NEVER)
+    assert connector.executor.closed  # closed by its own thread once made
+
+
 # -- the run ------------------------------------------------------------------
 
 

@@ -74,8 +74,9 @@ def build_wheelhouse(
     executor: Executor | None = None,
 ) -> WheelhouseResult:
     """Build ``request``'s tree into its wheelhouse. A failed package is an outcome,
-    not an exception; KilnError is raised for bad input (exit 2) or when the tree
-    cannot be resolved (exit 3)."""
+    not an exception; KilnError is raised for bad input or a tree that cannot be
+    resolved (exit 2), and when a source cannot be fetched, an environment set up or
+    the cluster reached (exit 3)."""
     from kiln.cache import Cache
     from kiln.wheelhouse.publish import claimed_outdir
 
@@ -334,6 +335,11 @@ class _Run:
         return result
 
 
+# How long a run that needs no cluster (nothing to build, or deciding failed) waits
+# for a connection still being made before it goes on without it.
+ABANDON_WAIT_SECONDS = 2.0
+
+
 def connect_cluster(address: str) -> Executor:
     """The Dask cluster at ``address``, its workers checked."""
     from kiln.wheelhouse.dask_executor import DaskExecutor
@@ -379,15 +385,17 @@ class BackgroundConnection:
             raise error
         return executor
 
-    def abandon(self) -> None:
-        """Close the executor unless it was taken, once the thread has ended (a
-        second Ctrl-C stops the waiting; the thread then closes it itself)."""
+    def abandon(self, wait: float = ABANDON_WAIT_SECONDS) -> None:
+        """Close the executor unless it was taken. A connection still being made
+        is waited for ``wait`` seconds at most (an unreachable scheduler must not
+        hold back the run's own error, or a run with nothing to build, for the
+        connect timeout); after that its thread closes what it makes."""
         with self._lock:
             self._abandoned = True
             executor, self._executor = self._executor, None
         if executor is not None:
             _close_quietly(executor)
-        self._thread.join()
+        self._thread.join(wait)
 
 
 def _close_quietly(executor: Executor) -> None:
