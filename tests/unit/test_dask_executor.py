@@ -216,3 +216,23 @@ def test_the_scheduler_option_reaches_the_request() -> None:
 
     args = build_parser().parse_args(["six", "--scheduler", "tcp://farm:8786"])
     assert request_from_args(args).scheduler == "tcp://farm:8786"
+
+
+@pytest.mark.parametrize(
+    "address", ["foo", "", "http://farm:8786", "tcp://farm", "tcp://farm:port", "tcp://:8786"]
+)
+def test_a_malformed_scheduler_address_is_bad_usage_before_anything_runs(address: str) -> None:
+    # Dask itself raises a bare ValueError for these, from deep in its connect.
+    with pytest.raises(UsageError, match="--scheduler"):
+        WheelhouseRequest(requirements=("six",), scheduler=address)
+    with pytest.raises(UsageError, match="KILN_SCHEDULER"):
+        WheelhouseRequest(requirements=("six",)).with_environment_defaults(
+            {"KILN_SCHEDULER": address or " "}
+        )
+
+
+@pytest.mark.parametrize(
+    "address", ["tcp://farm.example:8786", "farm:8786", "tls://10.0.0.7:8786", "tcp://[::1]:8786"]
+)
+def test_a_scheduler_address_dask_takes_is_taken(address: str) -> None:
+    assert WheelhouseRequest(requirements=("six",), scheduler=address).scheduler == address
