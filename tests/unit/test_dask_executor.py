@@ -150,14 +150,20 @@ def test_kiln_scheduler_names_the_cluster() -> None:
 class FakeClient:
     """Just the calls the executor makes before it submits anything."""
 
-    def __init__(self, answers: dict[str, dict[str, str]], busy: dict[str, int]) -> None:
+    def __init__(
+        self, answers: dict[str, dict[str, str] | Exception], busy: dict[str, int]
+    ) -> None:
         self.answers = answers
         self.busy = busy
 
     def wait_for_workers(self, n: int, timeout: float) -> None:
         pass
 
-    def run(self, function: Any) -> dict[str, dict[str, str]]:
+    def run(self, function: Any, on_error: str = "raise") -> dict[str, Any]:
+        """As Dask's: a worker's exception is raised, unless on_error="return"."""
+        failed = [a for a in self.answers.values() if isinstance(a, Exception)]
+        if failed and on_error == "raise":
+            raise failed[0]
         return self.answers
 
     def scheduler_info(self, n_workers: int) -> dict[str, Any]:
@@ -176,6 +182,16 @@ def test_a_worker_with_another_python_is_refused_before_any_job() -> None:
     other = {**identity(), "python": "cpython 3.0.1"}
     client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": other}, {})
     with pytest.raises(WorkerMismatchError, match=r"tcp://h:2 runs python cpython 3\.0\.1"):
+        DaskExecutor(client)
+
+
+def test_a_worker_that_cannot_run_kiln_is_refused_by_name() -> None:
+    # Its kiln is missing (or broken): Dask's own exception would end the run with
+    # a traceback.
+    client = FakeClient(
+        {"tcp://h:1": identity(), "tcp://h:2": ImportError("No module named 'kiln'")}, {}
+    )
+    with pytest.raises(WorkerMismatchError, match=r"tcp://h:2 cannot run kiln: .*'kiln'"):
         DaskExecutor(client)
 
 

@@ -537,12 +537,17 @@ class DaskExecutor:
     def check_workers(self) -> None:
         """Refuse the cluster if a worker runs another kiln or Python than this client."""
         mine = identity()
-        theirs: dict[str, dict[str, str]] = self.client.run(identity)
-        refused = [
-            f"{address} runs {difference}"
-            for address, answer in sorted(theirs.items())
-            if (difference := mismatch(mine, answer)) is not None
-        ]
+        # A worker without kiln (or with a broken one) answers with its exception.
+        theirs: dict[str, Any] = self.client.run(identity, on_error="return")
+        refused = []
+        for address, answer in sorted(theirs.items()):
+            if isinstance(answer, BaseException):
+                # Dask wraps a remote error in a bare Exception that names it already.
+                named = type(answer) is Exception
+                error = answer if named else f"{type(answer).__name__}: {answer}"
+                refused.append(f"{address} cannot run kiln: {error}")
+            elif (difference := mismatch(mine, answer)) is not None:
+                refused.append(f"{address} runs {difference}")
         if refused:
             raise WorkerMismatchError(
                 "refusing the Dask cluster: its workers must run the client's kiln and "
