@@ -252,3 +252,61 @@ def test_a_malformed_scheduler_address_is_bad_usage_before_anything_runs(address
 )
 def test_a_scheduler_address_dask_takes_is_taken(address: str) -> None:
     assert WheelhouseRequest(requirements=("six",), scheduler=address).scheduler == address
+
+
+def _project_with_a_venv(tmp_path: Path) -> Path:
+    """A project directory as people have them: a virtualenv inside, whose python
+    is a link to the machine's own (an absolute path), and an in-tree link."""
+    project = tmp_path / "projects" / "pkg-1.0"
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    (project / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (project / "README").symlink_to("pyproject.toml")
+    return project
+
+
+def test_a_project_with_links_out_of_its_tree_unpacks_on_the_worker_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local build of it works: its links to the client's own files mean nothing
+    # on a worker, and must not fail the job there.
+    spec = _job(tmp_path, _project_with_a_venv(tmp_path))
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 1)
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
+    local = dask_executor._unpack_shipment(ship(spec), spec, place, cache)
+    source = Path(local.source)
+    assert (source / "pyproject.toml").read_text() == "[project]\nname = 'pkg'\n"
+    assert (source / "README").is_symlink() and (source / "README").read_text()
+    assert not (source / ".venv" / "bin" / "python").is_symlink()
+
+
+def test_a_shipped_directory_unpacks_on_a_python_without_extraction_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python before 3.10.12 and 3.11.4 (kiln supports them) has no filter= argument.
+    import tarfile
+
+    from kiln import sdist
+
+    extractall = tarfile.TarFile.extractall
+
+    def old_extractall(self: tarfile.TarFile, *args: Any, **kwargs: Any) -> None:
+        if "filter" in kwargs:
+            raise TypeError("extractall() got an unexpected keyword argument 'filter'")
+        extractall(self, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    monkeypatch.setattr(sdist, "_HAS_FILTERS", False)
+    monkeypatch.setattr(sdist, "_USE_DATA_FILTER", False)
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 1)
+    source = tmp_path / "patched" / "pkg-1.0"
+    source.mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    spec = _job(tmp_path, source)
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
+    local = dask_executor._unpack_shipment(ship(spec), spec, place, cache)
+    assert (Path(local.source) / "pyproject.toml").is_file()

@@ -30,12 +30,13 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
 import secrets
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -191,8 +192,24 @@ def _own_links_dir(spec: JobSpec) -> Path | None:
 def _tar_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(directory, arcname=directory.name)
+        archive.add(directory, arcname=directory.name, filter=_within(directory.name))
     return buffer.getvalue()
+
+
+def _within(top: str) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+    """A tar filter that leaves out links out of the tree (a virtualenv's python):
+    they name the client's own files, which a worker neither has nor may unpack."""
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if not info.issym():
+            return info
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(info.name), info.linkname))
+        if posixpath.isabs(info.linkname) or not target.startswith(f"{top}/"):
+            logger.debug("%s: a link out of the project, not shipped", info.name)
+            return None
+        return info
+
+    return keep
 
 
 def environment_key(spec: JobSpec) -> str:
@@ -373,6 +390,7 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
     under the worker's cache, whole (a partial directory renamed into place)."""
     from kiln.layout import WHEELHOUSE_RUNS
     from kiln.removal import remove_tree
+    from kiln.sdist import unpack_sdist
 
     digest = hashlib.sha256(shipment.source).hexdigest()[:16]
     stable = cache_root / WHEELHOUSE_RUNS / WORKER_SOURCES / digest
@@ -381,10 +399,12 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
         return top
     stable.parent.mkdir(parents=True, exist_ok=True)
     partial = stable.with_name(f"{digest}.partial-{secrets.token_hex(4)}")
+    archive = partial.with_name(f"{partial.name}-{shipment.source_name}")
     try:
-        with tarfile.open(fileobj=io.BytesIO(shipment.source), mode="r:gz") as archive:
-            # The "data" filter refuses links and paths that leave the directory.
-            archive.extractall(partial, filter="data")
+        archive.write_bytes(shipment.source)
+        # kiln's own checks (no link or path out of the directory), on every Python
+        # kiln supports (tarfile's filters came in 3.10.12 and 3.11.4).
+        unpack_sdist(archive, partial, needs_pkg_info=False)
         partial.rename(stable)
     except FileExistsError:
         pass  # another job unpacked the same content first
@@ -393,6 +413,7 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
             raise
         logger.debug("%s: unpacked by another job meanwhile (%s)", top, error)
     finally:
+        archive.unlink(missing_ok=True)
         if partial.exists():
             remove_tree(partial)
     return top
