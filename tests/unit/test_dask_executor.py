@@ -310,3 +310,53 @@ def test_a_shipped_directory_unpacks_on_a_python_without_extraction_filters(
     place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
     local = dask_executor._unpack_shipment(ship(spec), spec, place, cache)
     assert (Path(local.source) / "pyproject.toml").is_file()
+
+
+class CancelledTask:
+    """A distributed.Future the cluster cancelled (its scheduler went away, say)."""
+
+    key = "kiln-job-pkg-0"
+
+    def cancelled(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        raise AssertionError("a cancelled task has no result")
+
+
+def _sdist_spec(tmp_path: Path) -> JobSpec:
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    return _job(tmp_path, sdist)
+
+
+def test_a_job_the_cluster_cancelled_is_a_failure_of_the_cluster_not_a_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import Future
+
+    from kiln.errors import EXIT_ENVIRONMENT
+    from kiln.wheelhouse.model import JobResult
+
+    executor = DaskExecutor(FakeClient({"tcp://h:1": identity()}, {}))
+    spec = _sdist_spec(tmp_path)
+    outer: Future[JobResult] = Future()
+    executor._futures[outer] = (CancelledTask(), spec)
+    executor._complete(spec, "env", outer, CancelledTask(), 0.0)
+    result = outer.result()
+    assert not result.ok and result.exit_code == EXIT_ENVIRONMENT
+    assert result.error is not None and "cluster" in result.error, result.error
+
+
+def test_a_job_the_client_cancelled_is_cancelled(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    from kiln.wheelhouse.executors import cancelled_result
+    from kiln.wheelhouse.model import JobResult
+
+    executor = DaskExecutor(FakeClient({"tcp://h:1": identity()}, {}))
+    spec = _sdist_spec(tmp_path)
+    outer: Future[JobResult] = Future()
+    # cancel() takes the job out of _futures before Dask's callback runs.
+    executor._complete(spec, "env", outer, CancelledTask(), 0.0)
+    assert outer.result() == cancelled_result(spec)

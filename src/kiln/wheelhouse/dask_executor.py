@@ -643,12 +643,15 @@ class DaskExecutor:
     ) -> None:
         """In the client's callback thread: turn the task's end into the job's result."""
         with self._lock:
-            self._futures.pop(outer, None)
+            # cancel() takes out each job this client cancels before Dask hears of it.
+            cancelled_here = self._futures.pop(outer, None) is None
         if outer.done():
             return  # cancel() gave it its result
         try:
-            if inner.cancelled():
+            if inner.cancelled() and cancelled_here:
                 result = cancelled_result(spec)
+            elif inner.cancelled():  # not by this client: its scheduler went away, say
+                raise RuntimeError("the cluster cancelled it")
             else:
                 result = self._receive(spec, inner.result(), env_key)
         except Exception as error:  # a lost job, a worker lost too often, the connection
