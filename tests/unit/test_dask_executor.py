@@ -360,3 +360,33 @@ def test_a_job_the_client_cancelled_is_cancelled(tmp_path: Path) -> None:
     # cancel() takes the job out of _futures before Dask's callback runs.
     executor._complete(spec, "env", outer, CancelledTask(), 0.0)
     assert outer.result() == cancelled_result(spec)
+
+
+def test_a_worker_whose_python_at_the_clients_path_is_another_looks_for_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client's /usr/bin/python3 is 3.12, the worker's is 3.11 beside a python3.12:
+    # the job builds with that one instead of being refused.
+    from dataclasses import replace as replaced
+
+    from kiln import interpreters
+    from kiln.interpreters import find_interpreter, to_json
+
+    here = find_interpreter(sys.executable, os.environ)
+    wanted = replaced(here, version=(3, 99, 0), path=Path("/opt/py399/bin/python3.99"))
+
+    def found(spec: str, environ: Any) -> interpreters.Interpreter:
+        return wanted if spec == "3.99.0" else here
+
+    monkeypatch.setattr(interpreters, "find_interpreter", found)
+    spec = JobSpec(
+        node="pkg==1.0@cp399",
+        name="pkg",
+        version="1.0",
+        source="/client/pkg-1.0.tar.gz",
+        outdir="/client/out",
+        cache_dir="/client/cache",
+        python=sys.executable,  # this machine has the path, with another Python
+        interpreter=to_json(wanted),
+    )
+    assert dask_executor._worker_python(spec)["python"] == "/opt/py399/bin/python3.99"

@@ -440,34 +440,41 @@ def worker_environ(
 
 def _worker_python(spec: JobSpec) -> dict[str, Any]:
     """The interpreter the job builds with here (the spec's ``python`` and
-    ``interpreter``): the client's path when this machine has it too (the same
-    image), else one found here by version; either way the same implementation,
-    version and platform as the client's, or the job is refused
+    ``interpreter``): the client's path when this machine has the same Python
+    there (the same image), else one found here by version; either way the same
+    implementation, version and platform as the client's, or the job is refused
     (:class:`WorkerRefused`). Neither known: kiln's own, which the identity check
     made sure is the client's."""
-    wanted = spec.interpreter
-    if spec.python and Path(spec.python).is_file():
-        candidate = spec.python
-    elif wanted:
-        candidate = ".".join(map(str, wanted["version"]))
-    else:
-        return {"python": None, "interpreter": None}
     from kiln.interpreters import find_interpreter, to_json
 
-    try:
-        found = find_interpreter(candidate, os.environ)
-    except KilnError as error:
-        raise WorkerRefused(f"it has no Python to build for: {error}") from error
+    wanted = spec.interpreter
+    candidates = [spec.python] if spec.python and Path(spec.python).is_file() else []
     if wanted:
+        candidates.append(".".join(map(str, wanted["version"])))
+    if not candidates:
+        return {"python": None, "interpreter": None}
+    refusals = []
+    for candidate in candidates:
+        try:
+            found = find_interpreter(candidate, os.environ)
+        except KilnError as error:
+            refusals.append(f"it has no Python to build for: {error}")
+            continue
         theirs = (list(found.version), found.implementation, found.platform)
-        if theirs != (list(wanted["version"]), wanted["implementation"], wanted["platform"]):
-            raise WorkerRefused(
+        if wanted and theirs != (
+            list(wanted["version"]),
+            wanted["implementation"],
+            wanted["platform"],
+        ):
+            refusals.append(
                 f"its {found.describe()} on {found.platform} is not the client's "
                 f"{wanted['implementation']} {'.'.join(map(str, wanted['version']))} "
                 f"on {wanted['platform']}"
             )
-    # Its answer goes with the job, which then need not ask it again.
-    return {"python": str(found.path), "interpreter": to_json(found)}
+            continue
+        # Its answer goes with the job, which then need not ask it again.
+        return {"python": str(found.path), "interpreter": to_json(found)}
+    raise WorkerRefused("; ".join(dict.fromkeys(refusals)))  # each reason once
 
 
 def _cpu_share() -> int:
