@@ -390,3 +390,17 @@ def test_a_worker_whose_python_at_the_clients_path_is_another_looks_for_the_vers
         interpreter=to_json(wanted),
     )
     assert dask_executor._worker_python(spec)["python"] == "/opt/py399/bin/python3.99"
+
+
+@pytest.mark.parametrize("closing", ["closing", "closed", "failed"])
+def test_a_worker_that_closes_stops_its_running_job(closing: str) -> None:
+    # Dask stops the task's coroutine but not our thread, whose build would run
+    # on (an hour for a large one) and keep the closed worker's process alive.
+    from types import SimpleNamespace
+
+    core = pytest.importorskip("distributed.core")
+    task = SimpleNamespace(state="executing")
+    worker = SimpleNamespace(status=core.Status.running, state=SimpleNamespace(tasks={"k": task}))
+    assert dask_executor._still_wanted(worker, "k")  # type: ignore[arg-type]
+    worker.status = core.Status[closing]
+    assert not dask_executor._still_wanted(worker, "k")  # type: ignore[arg-type]

@@ -340,7 +340,13 @@ def _wait(future: Future[JobResult], seconds: float) -> bool:
 
 
 def _still_wanted(worker: distributed.Worker, key: object) -> bool:
-    """Whether the task is still this worker's to run (the client may have cancelled it)."""
+    """Whether the task is still this worker's to run (the client may have cancelled
+    it), on a worker that is not closing (its scheduler gone, or told to stop): Dask
+    stops the task's coroutine then, but not the thread that runs the build."""
+    from distributed.core import Status
+
+    if worker.status in (Status.closing, Status.closed, Status.failed):
+        return False
     task = worker.state.tasks.get(key)  # type: ignore[call-overload]
     return task is not None and task.state in ("executing", "long-running")
 
