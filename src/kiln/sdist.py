@@ -80,11 +80,13 @@ def is_sdist_archive(path: Path) -> bool:
     return path.name.lower().endswith(SDIST_SUFFIXES) and path.is_file()
 
 
-def unpack_sdist(archive: Path, destination: Path) -> Path:
+def unpack_sdist(archive: Path, destination: Path, *, needs_pkg_info: bool = True) -> Path:
     """Extract ``archive`` into ``destination``; return its top-level directory.
 
     ``destination`` must not exist or be an empty directory. Every member is checked
     first; on any problem :class:`SdistError` is raised and nothing is left behind.
+    ``needs_pkg_info=False``: the same checks for an archive of a project
+    directory, which has no PKG-INFO.
     """
     label = f"sdist {archive.name}"
     name = archive.name.lower()
@@ -93,17 +95,18 @@ def unpack_sdist(archive: Path, destination: Path) -> Path:
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise SdistError(f"cannot unpack {label}: {destination} is not an empty directory")
     unpack = _unpack_zip if name.endswith(".zip") else _unpack_tar
-    top = unpack(archive, destination, label)
+    top = unpack(archive, destination, label, needs_pkg_info)
     logger.debug("unpacked %s into %s", archive, destination)
     return destination / top
 
 
-def _unpack_tar(archive: Path, destination: Path, label: str) -> str:
+def _unpack_tar(archive: Path, destination: Path, label: str, needs_pkg_info: bool) -> str:
     with contextlib.ExitStack() as stack:
         with _reading(label, ".tar.gz"):
             tar = stack.enter_context(tarfile.open(archive, "r:gz"))
             infos = tar.getmembers()
-        top, paths = _validate(label, [_tar_member(label, info) for info in infos])
+        members_found = [_tar_member(label, info) for info in infos]
+        top, paths = _validate(label, members_found, needs_pkg_info)
         # An empty path is "." (the destination itself): nothing to extract.
         members = [_sanitized(info) for info, parts in zip(infos, paths, strict=True) if parts]
         with _extracting(label, destination):
@@ -121,13 +124,13 @@ def _unpack_tar(archive: Path, destination: Path, label: str) -> str:
     return top
 
 
-def _unpack_zip(archive: Path, destination: Path, label: str) -> str:
+def _unpack_zip(archive: Path, destination: Path, label: str, needs_pkg_info: bool) -> str:
     with contextlib.ExitStack() as stack:
         with _reading(label, ".zip"):
             zf = stack.enter_context(zipfile.ZipFile(archive))
             infos = zf.infolist()
             members = [_zip_member(label, zf, info) for info in infos]
-        top, paths = _validate(label, members)
+        top, paths = _validate(label, members, needs_pkg_info)
         with _extracting(label, destination):
             for info, member, parts in zip(infos, members, paths, strict=True):
                 if parts:
@@ -165,7 +168,9 @@ def _zip_member(label: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Memb
     )
 
 
-def _validate(label: str, members: list[_Member]) -> tuple[str, list[Parts]]:
+def _validate(
+    label: str, members: list[_Member], needs_pkg_info: bool = True
+) -> tuple[str, list[Parts]]:
     """Apply the rules to every member; return the top-level name and members' paths."""
     lexical: list[tuple[Parts, list[Parts]]] = []
     for member in members:
@@ -213,7 +218,7 @@ def _validate(label: str, members: list[_Member]) -> tuple[str, list[Parts]]:
                 )
         if parts:
             seen[parts] = member.kind
-    if seen.get((top, "PKG-INFO")) != "file":
+    if needs_pkg_info and seen.get((top, "PKG-INFO")) != "file":
         raise SdistError(f"{label} has no PKG-INFO in {top}/; is it an sdist?")
     return top, [parts for parts, _ in lexical]
 

@@ -43,7 +43,8 @@ exit codes:
   2    bad usage; a bad requirements, lock or settings file (or a patch it names
        is missing); input that cannot be resolved (no version fits, or a package
        has no sdist)
-  3    an sdist could not be fetched, or a build environment could not be set up
+  3    an sdist could not be fetched, or a build environment could not be set up;
+       the Dask scheduler (--scheduler) cannot be reached, or no worker joined it
   130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP; finished wheels are
        kept in the cache and the next run resumes
 

@@ -211,6 +211,9 @@ def test_a_worker_killed_mid_build_has_its_job_run_again(
     assert done.returncode == 0, done.stderr
     built = packages(out)
     assert {name: p["status"] for name, p in built.items()} == {"kt-slow": "built", "six": "built"}
+    # Run twice, reported and stored once.
+    assert len(json.loads((out / "report.json").read_text())["packages"]) == 2
+    assert len(list(out.glob("kt_slow-*.whl"))) == 1
     names = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != ".json")
     assert all(n.endswith((".whl", ".toml", ".txt")) or n.startswith(".") for n in names), names
     assert not [p for p in out.rglob("*") if "partial" in p.name]

@@ -150,7 +150,9 @@ def test_kiln_scheduler_names_the_cluster() -> None:
 class FakeClient:
     """Just the calls the executor makes before it submits anything."""
 
-    def __init__(self, answers: dict[str, dict[str, str]], busy: dict[str, int]) -> None:
+    def __init__(
+        self, answers: dict[str, dict[str, str] | Exception], busy: dict[str, int]
+    ) -> None:
         self.answers = answers
         self.busy = busy
         self.calls: list[str] = []
@@ -158,7 +160,11 @@ class FakeClient:
     def wait_for_workers(self, n: int, timeout: float) -> None:
         pass
 
-    def run(self, function: Any, *args: Any) -> dict[str, dict[str, str]]:
+    def run(self, function: Any, *args: Any, on_error: str = "raise") -> dict[str, Any]:
+        """As Dask's: a worker's exception is raised, unless on_error="return"."""
+        failed = [a for a in self.answers.values() if isinstance(a, Exception)]
+        if failed and on_error == "raise":
+            raise failed[0]
         return self.answers
 
     def scheduler_info(self, n_workers: int) -> dict[str, Any]:
@@ -179,6 +185,16 @@ def test_a_worker_with_another_python_is_refused_before_any_job() -> None:
     other = {**identity(), "python": "cpython 3.0.1"}
     client = FakeClient({"tcp://h:1": identity(), "tcp://h:2": other}, {})
     with pytest.raises(WorkerMismatchError, match=r"tcp://h:2 runs python cpython 3\.0\.1"):
+        DaskExecutor(client)
+
+
+def test_a_worker_that_cannot_run_kiln_is_refused_by_name() -> None:
+    # Its kiln is missing (or broken): Dask's own exception would end the run with
+    # a traceback.
+    client = FakeClient(
+        {"tcp://h:1": identity(), "tcp://h:2": ImportError("No module named 'kiln'")}, {}
+    )
+    with pytest.raises(WorkerMismatchError, match=r"tcp://h:2 cannot run kiln: .*'kiln'"):
         DaskExecutor(client)
 
 
@@ -277,3 +293,175 @@ def test_a_free_worker_takes_a_job_warm_there_else_the_first(tmp_path: Path) -> 
     assert executor.prefer([on_busy, cold]) == 0
     assert executor.prefer([on_busy]) == 0  # a free worker still takes it
     assert executor.prefer([cold, on_busy]) == 0  # nothing warm anywhere free: the order
+
+
+@pytest.mark.parametrize(
+    "address", ["foo", "", "http://farm:8786", "tcp://farm", "tcp://farm:port", "tcp://:8786"]
+)
+def test_a_malformed_scheduler_address_is_bad_usage_before_anything_runs(address: str) -> None:
+    # Dask itself raises a bare ValueError for these, from deep in its connect.
+    with pytest.raises(UsageError, match="--scheduler"):
+        WheelhouseRequest(requirements=("six",), scheduler=address)
+    with pytest.raises(UsageError, match="KILN_SCHEDULER"):
+        WheelhouseRequest(requirements=("six",)).with_environment_defaults(
+            {"KILN_SCHEDULER": address or " "}
+        )
+
+
+@pytest.mark.parametrize(
+    "address", ["tcp://farm.example:8786", "farm:8786", "tls://10.0.0.7:8786", "tcp://[::1]:8786"]
+)
+def test_a_scheduler_address_dask_takes_is_taken(address: str) -> None:
+    assert WheelhouseRequest(requirements=("six",), scheduler=address).scheduler == address
+
+
+def _project_with_a_venv(tmp_path: Path) -> Path:
+    """A project directory as people have them: a virtualenv inside, whose python
+    is a link to the machine's own (an absolute path), and an in-tree link."""
+    project = tmp_path / "projects" / "pkg-1.0"
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    (project / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (project / "README").symlink_to("pyproject.toml")
+    return project
+
+
+def test_a_project_with_links_out_of_its_tree_unpacks_on_the_worker_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local build of it works: its links to the client's own files mean nothing
+    # on a worker, and must not fail the job there.
+    spec = _job(tmp_path, _project_with_a_venv(tmp_path))
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 1)
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
+    local = dask_executor._unpack_shipment(ship(spec), spec, place, cache)
+    source = Path(local.source)
+    assert (source / "pyproject.toml").read_text() == "[project]\nname = 'pkg'\n"
+    assert (source / "README").is_symlink() and (source / "README").read_text()
+    assert not (source / ".venv" / "bin" / "python").is_symlink()
+
+
+def test_a_shipped_directory_unpacks_on_a_python_without_extraction_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python before 3.10.12 and 3.11.4 (kiln supports them) has no filter= argument.
+    import tarfile
+
+    from kiln import sdist
+
+    extractall = tarfile.TarFile.extractall
+
+    def old_extractall(self: tarfile.TarFile, *args: Any, **kwargs: Any) -> None:
+        if "filter" in kwargs:
+            raise TypeError("extractall() got an unexpected keyword argument 'filter'")
+        extractall(self, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    monkeypatch.setattr(sdist, "_HAS_FILTERS", False)
+    monkeypatch.setattr(sdist, "_USE_DATA_FILTER", False)
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 1)
+    source = tmp_path / "patched" / "pkg-1.0"
+    source.mkdir(parents=True)
+    (source / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    spec = _job(tmp_path, source)
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
+    local = dask_executor._unpack_shipment(ship(spec), spec, place, cache)
+    assert (Path(local.source) / "pyproject.toml").is_file()
+
+
+class CancelledTask:
+    """A distributed.Future the cluster cancelled (its scheduler went away, say)."""
+
+    key = "kiln-job-pkg-0"
+
+    def cancelled(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        raise AssertionError("a cancelled task has no result")
+
+
+def _sdist_spec(tmp_path: Path) -> JobSpec:
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    sdist.write_bytes(b"")
+    return _job(tmp_path, sdist)
+
+
+def test_a_job_the_cluster_cancelled_is_a_failure_of_the_cluster_not_a_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import Future
+
+    from kiln.errors import EXIT_ENVIRONMENT
+    from kiln.wheelhouse.model import JobResult
+
+    executor = DaskExecutor(FakeClient({"tcp://h:1": identity()}, {}))
+    spec = _sdist_spec(tmp_path)
+    outer: Future[JobResult] = Future()
+    executor._futures[outer] = (CancelledTask(), spec)
+    executor._complete(spec, "env", outer, CancelledTask(), 0.0)
+    result = outer.result()
+    assert not result.ok and result.exit_code == EXIT_ENVIRONMENT
+    assert result.error is not None and "cluster" in result.error, result.error
+
+
+def test_a_job_the_client_cancelled_is_cancelled(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    from kiln.wheelhouse.executors import cancelled_result
+    from kiln.wheelhouse.model import JobResult
+
+    executor = DaskExecutor(FakeClient({"tcp://h:1": identity()}, {}))
+    spec = _sdist_spec(tmp_path)
+    outer: Future[JobResult] = Future()
+    # cancel() takes the job out of _futures before Dask's callback runs.
+    executor._complete(spec, "env", outer, CancelledTask(), 0.0)
+    assert outer.result() == cancelled_result(spec)
+
+
+def test_a_worker_whose_python_at_the_clients_path_is_another_looks_for_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client's /usr/bin/python3 is 3.12, the worker's is 3.11 beside a python3.12:
+    # the job builds with that one instead of being refused.
+    from dataclasses import replace as replaced
+
+    from kiln import interpreters
+    from kiln.interpreters import find_interpreter, to_json
+
+    here = find_interpreter(sys.executable, os.environ)
+    wanted = replaced(here, version=(3, 99, 0), path=Path("/opt/py399/bin/python3.99"))
+
+    def found(spec: str, environ: Any) -> interpreters.Interpreter:
+        return wanted if spec == "3.99.0" else here
+
+    monkeypatch.setattr(interpreters, "find_interpreter", found)
+    spec = JobSpec(
+        node="pkg==1.0@cp399",
+        name="pkg",
+        version="1.0",
+        source="/client/pkg-1.0.tar.gz",
+        outdir="/client/out",
+        cache_dir="/client/cache",
+        python=sys.executable,  # this machine has the path, with another Python
+        interpreter=to_json(wanted),
+    )
+    assert dask_executor._worker_python(spec)["python"] == "/opt/py399/bin/python3.99"
+
+
+@pytest.mark.parametrize("closing", ["closing", "closed", "failed"])
+def test_a_worker_that_closes_stops_its_running_job(closing: str) -> None:
+    # Dask stops the task's coroutine but not our thread, whose build would run
+    # on (an hour for a large one) and keep the closed worker's process alive.
+    from types import SimpleNamespace
+
+    core = pytest.importorskip("distributed.core")
+    task = SimpleNamespace(state="executing")
+    worker = SimpleNamespace(status=core.Status.running, state=SimpleNamespace(tasks={"k": task}))
+    assert dask_executor._still_wanted(worker, "k")  # type: ignore[arg-type]
+    worker.status = core.Status[closing]
+    assert not dask_executor._still_wanted(worker, "k")  # type: ignore[arg-type]

@@ -30,12 +30,13 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
 import secrets
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -223,8 +224,24 @@ def _own_links_dir(spec: JobSpec) -> Path | None:
 def _tar_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(directory, arcname=directory.name)
+        archive.add(directory, arcname=directory.name, filter=_within(directory.name))
     return buffer.getvalue()
+
+
+def _within(top: str) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+    """A tar filter that leaves out links out of the tree (a virtualenv's python):
+    they name the client's own files, which a worker neither has nor may unpack."""
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if not info.issym():
+            return info
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(info.name), info.linkname))
+        if posixpath.isabs(info.linkname) or not target.startswith(f"{top}/"):
+            logger.debug("%s: a link out of the project, not shipped", info.name)
+            return None
+        return info
+
+    return keep
 
 
 def environment_key(spec: JobSpec) -> str:
@@ -355,7 +372,13 @@ def _wait(future: Future[JobResult], seconds: float) -> bool:
 
 
 def _still_wanted(worker: distributed.Worker, key: object) -> bool:
-    """Whether the task is still this worker's to run (the client may have cancelled it)."""
+    """Whether the task is still this worker's to run (the client may have cancelled
+    it), on a worker that is not closing (its scheduler gone, or told to stop): Dask
+    stops the task's coroutine then, but not the thread that runs the build."""
+    from distributed.core import Status
+
+    if worker.status in (Status.closing, Status.closed, Status.failed):
+        return False
     task = worker.state.tasks.get(key)  # type: ignore[call-overload]
     return task is not None and task.state in ("executing", "long-running")
 
@@ -405,6 +428,7 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
     under the worker's cache, whole (a partial directory renamed into place)."""
     from kiln.layout import WHEELHOUSE_RUNS
     from kiln.removal import remove_tree
+    from kiln.sdist import unpack_sdist
 
     digest = hashlib.sha256(shipment.source).hexdigest()[:16]
     stable = cache_root / WHEELHOUSE_RUNS / WORKER_SOURCES / digest
@@ -413,10 +437,12 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
         return top
     stable.parent.mkdir(parents=True, exist_ok=True)
     partial = stable.with_name(f"{digest}.partial-{secrets.token_hex(4)}")
+    archive = partial.with_name(f"{partial.name}-{shipment.source_name}")
     try:
-        with tarfile.open(fileobj=io.BytesIO(shipment.source), mode="r:gz") as archive:
-            # The "data" filter refuses links and paths that leave the directory.
-            archive.extractall(partial, filter="data")
+        archive.write_bytes(shipment.source)
+        # kiln's own checks (no link or path out of the directory), on every Python
+        # kiln supports (tarfile's filters came in 3.10.12 and 3.11.4).
+        unpack_sdist(archive, partial, needs_pkg_info=False)
         partial.rename(stable)
     except FileExistsError:
         pass  # another job unpacked the same content first
@@ -425,6 +451,7 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
             raise
         logger.debug("%s: unpacked by another job meanwhile (%s)", top, error)
     finally:
+        archive.unlink(missing_ok=True)
         if partial.exists():
             remove_tree(partial)
     return top
@@ -451,34 +478,41 @@ def worker_environ(
 
 def _worker_python(spec: JobSpec) -> dict[str, Any]:
     """The interpreter the job builds with here (the spec's ``python`` and
-    ``interpreter``): the client's path when this machine has it too (the same
-    image), else one found here by version; either way the same implementation,
-    version and platform as the client's, or the job is refused
+    ``interpreter``): the client's path when this machine has the same Python
+    there (the same image), else one found here by version; either way the same
+    implementation, version and platform as the client's, or the job is refused
     (:class:`WorkerRefused`). Neither known: kiln's own, which the identity check
     made sure is the client's."""
-    wanted = spec.interpreter
-    if spec.python and Path(spec.python).is_file():
-        candidate = spec.python
-    elif wanted:
-        candidate = ".".join(map(str, wanted["version"]))
-    else:
-        return {"python": None, "interpreter": None}
     from kiln.interpreters import find_interpreter, to_json
 
-    try:
-        found = find_interpreter(candidate, os.environ)
-    except KilnError as error:
-        raise WorkerRefused(f"it has no Python to build for: {error}") from error
+    wanted = spec.interpreter
+    candidates = [spec.python] if spec.python and Path(spec.python).is_file() else []
     if wanted:
+        candidates.append(".".join(map(str, wanted["version"])))
+    if not candidates:
+        return {"python": None, "interpreter": None}
+    refusals = []
+    for candidate in candidates:
+        try:
+            found = find_interpreter(candidate, os.environ)
+        except KilnError as error:
+            refusals.append(f"it has no Python to build for: {error}")
+            continue
         theirs = (list(found.version), found.implementation, found.platform)
-        if theirs != (list(wanted["version"]), wanted["implementation"], wanted["platform"]):
-            raise WorkerRefused(
+        if wanted and theirs != (
+            list(wanted["version"]),
+            wanted["implementation"],
+            wanted["platform"],
+        ):
+            refusals.append(
                 f"its {found.describe()} on {found.platform} is not the client's "
                 f"{wanted['implementation']} {'.'.join(map(str, wanted['version']))} "
                 f"on {wanted['platform']}"
             )
-    # Its answer goes with the job, which then need not ask it again.
-    return {"python": str(found.path), "interpreter": to_json(found)}
+            continue
+        # Its answer goes with the job, which then need not ask it again.
+        return {"python": str(found.path), "interpreter": to_json(found)}
+    raise WorkerRefused("; ".join(dict.fromkeys(refusals)))  # each reason once
 
 
 def _cpu_share() -> int:
@@ -579,12 +613,17 @@ class DaskExecutor:
     def check_workers(self) -> None:
         """Refuse the cluster if a worker runs another kiln or Python than this client."""
         mine = identity()
-        theirs: dict[str, dict[str, str]] = self.client.run(ready_worker, sys.executable)
-        refused = [
-            f"{address} runs {difference}"
-            for address, answer in sorted(theirs.items())
-            if (difference := mismatch(mine, answer)) is not None
-        ]
+        # A worker without kiln (or with a broken one) answers with its exception.
+        theirs: dict[str, Any] = self.client.run(ready_worker, sys.executable, on_error="return")
+        refused = []
+        for address, answer in sorted(theirs.items()):
+            if isinstance(answer, BaseException):
+                # Dask wraps a remote error in a bare Exception that names it already.
+                named = type(answer) is Exception
+                error = answer if named else f"{type(answer).__name__}: {answer}"
+                refused.append(f"{address} cannot run kiln: {error}")
+            elif (difference := mismatch(mine, answer)) is not None:
+                refused.append(f"{address} runs {difference}")
         if refused:
             raise WorkerMismatchError(
                 "refusing the Dask cluster: its workers must run the client's kiln and "
@@ -688,12 +727,15 @@ class DaskExecutor:
     ) -> None:
         """In the client's callback thread: turn the task's end into the job's result."""
         with self._lock:
-            self._futures.pop(outer, None)
+            # cancel() takes out each job this client cancels before Dask hears of it.
+            cancelled_here = self._futures.pop(outer, None) is None
         if outer.done():
             return  # cancel() gave it its result
         try:
-            if inner.cancelled():
+            if inner.cancelled() and cancelled_here:
                 result = cancelled_result(spec)
+            elif inner.cancelled():  # not by this client: its scheduler went away, say
+                raise RuntimeError("the cluster cancelled it")
             else:
                 result = self._receive(spec, inner.result(), env_key)
         except Exception as error:  # a lost job, a worker lost too often, the connection

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,11 @@ BUILD_DEPS_CHOICES: tuple[BuildDeps, ...] = ("index", "source")
 DEFAULT_OUTDIR = Path("wheelhouse")
 # The report's name in the output directory, beside the wheels and simple/.
 REPORT_NAME = "report.json"
+# A Dask scheduler's address as its client takes it: [SCHEME://]HOST:PORT, the
+# schemes a remote cluster speaks (Dask's own check comes late, as a bare ValueError).
+SCHEDULER_ADDRESS = re.compile(
+    r"((tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ class WheelhouseRequest:
             raise UsageError(
                 f"unknown --compiler-cache {self.compiler_cache!r}; "
                 f"choose one of {', '.join(COMPILER_CACHE_CHOICES)}"
+            )
+        if self.scheduler is not None and not SCHEDULER_ADDRESS.fullmatch(self.scheduler):
+            raise UsageError(
+                f"--scheduler (or $KILN_SCHEDULER) {self.scheduler!r} is not a Dask "
+                "scheduler's address: tcp://HOST:PORT"
             )
         if self.no_index and self.index_url:
             raise UsageError("--no-index and --index-url contradict each other; pick one")
