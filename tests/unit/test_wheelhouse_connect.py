@@ -175,6 +175,21 @@ def test_the_run_builds_on_the_cluster_it_connected_to_while_deciding(
     assert connector.executor.closed  # the run closes it when the builds are done
 
 
+def test_the_report_records_the_clusters_slots_as_the_runs_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without -j a cluster runs as many jobs at once as its workers' slots, not as
+    # many as the client machine has cores.
+    import json
+
+    connector = Connector()
+    connector.executor.slots = 7  # type: ignore[attr-defined]
+    result = run_with(tmp_path, monkeypatch, connector, plan_of(Provenance.SOURCE))
+    assert result.jobs == 7
+    assert result.report is not None
+    assert json.loads(result.report.read_text())["run"]["jobs"] == 7
+
+
 def test_with_nothing_to_build_the_connection_is_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,6 +57,9 @@ class WheelhouseResult:
     report: Path | None = None
     index: Path | None = None
     seconds: float = 0.0
+    # How many jobs ran at once (-j, else a cluster's slots, else the CPU count);
+    # None when nothing was built.
+    jobs: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -128,6 +131,8 @@ class _Run:
         self.held_sources: list[FileLock] = []
         self.outcomes: dict[str, Outcome] = {}
         self.plan: TreePlan | None = None
+        # How many jobs ran at once, once the run knows (_build).
+        self.jobs: int | None = None
         # The cluster --scheduler names, connected to while the run decides.
         self.connection: BackgroundConnection | None = None
 
@@ -232,6 +237,7 @@ class _Run:
         pool = executor if executor is not None else self._executor()
         # On a cluster, unless -j says otherwise, as many as its workers run at once.
         jobs = self.request.jobs or getattr(pool, "slots", None) or self.request.job_count
+        self.jobs = jobs
         try:
             built = schedule(
                 deps,
@@ -328,6 +334,7 @@ class _Run:
             pins_files=plan.pins_files if plan else {},
             index=index,
             seconds=time.monotonic() - started,
+            jobs=self.jobs,
         )
         if plan is not None:
             result.report = self.request.report_path.absolute()
@@ -426,7 +433,7 @@ def _write_report(
         "kiln_version": __version__,
         "outdir": str(result.outdir),
         "build_deps": request.build_deps,
-        "jobs": request.job_count,
+        "jobs": result.jobs or request.job_count,
         "started": (finished - timedelta(seconds=seconds)).isoformat(),
         "finished": finished.isoformat(),
         "seconds": seconds,
