@@ -10,12 +10,14 @@ workers (``--scheduler``), each worker with caches of its own as a separate
 machine has. A first, untimed run fills uv's cache, which all runs share. The
 local and Dask runs alternate, round by round, so that a slow spell of a shared
 machine hits both; it prints the median of each and Dask's overhead over the
-local pool with as many slots (target: under 5% of the tree's time), and how
-much of the jobs' own time went into making build environments (each worker
-makes its own). Then, with a loopback redis-server, a cluster builds the tree with
-``--compiler-cache ccache --compiler-cache-remote``, and a second cluster with
-empty local caches builds it again: the second one's compiler-cache hits over its
-compiles (target: at least 95%). Like bench/run.py it measures and asserts nothing.
+local pool with as many slots (target: under 5% of the tree's time), and of it
+what Dask adds to each job's way (its end minus its start minus its own seconds,
+against the local pool's) and how much more of the jobs' own time went into
+making build environments (each worker makes its own). Then, with a loopback
+redis-server, a cluster builds the tree with ``--compiler-cache ccache
+--compiler-cache-remote``, and a second cluster with empty local caches builds it
+again: the second one's compiler-cache hits over its compiles (target: at least
+95%). Like bench/run.py it measures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -139,6 +141,14 @@ def build_seconds(report: dict[str, Any]) -> float:
     return sum(float(p.get("seconds") or 0.0) for p in report["packages"])
 
 
+def dispatch_seconds(report: dict[str, Any]) -> float:
+    """A job's way to where it runs and back, on average: its end minus its start
+    (as the client saw them) minus its own seconds (as the job measured them)."""
+    built = [p for p in report["packages"] if p.get("start") is not None and p.get("end")]
+    gaps = [float(p["end"]) - float(p["start"]) - float(p["seconds"] or 0.0) for p in built]
+    return statistics.mean(gaps) if gaps else 0.0
+
+
 def environment_seconds(report: dict[str, Any]) -> float:
     """The jobs' seconds in making (or finding) their build environments."""
     return sum(float((p.get("timings") or {}).get("environment", 0.0)) for p in report["packages"])
@@ -185,6 +195,7 @@ def main() -> int:
         times: dict[str, list[float]] = {}
         builds: dict[str, list[float]] = {}
         environments: dict[str, list[float]] = {}
+        dispatches: dict[str, list[float]] = {}
         for slots in (1, 2):
             # Interleaved rounds: a slow spell of the machine hits both sides alike.
             for number in range(args.rounds):
@@ -193,33 +204,15 @@ def main() -> int:
                 seconds, report = wheelhouse(
                     tree, wheels, run / "out", _local_environ(environ, run), "-j", str(slots)
                 )
-                _record(name, seconds, report, times, builds, environments)
+                _record(name, seconds, report, times, builds, environments, dispatches)
                 with cluster(run / "farm", slots, environ) as address:
                     client_env = {**environ, "KILN_CACHE_DIR": str(run / "client-cache")}
                     seconds, report = wheelhouse(
                         tree, wheels, run / "dask-out", client_env, "--scheduler", address
                     )
-                _record(f"dask x{slots}", seconds, report, times, builds, environments)
+                _record(f"dask x{slots}", seconds, report, times, builds, environments, dispatches)
                 shutil.rmtree(run, ignore_errors=True)
-        print(
-            f"tree: {', '.join(tree)} ({len(tree)} packages, empty kiln and compiler caches; "
-            f"median of {args.rounds} round(s))"
-        )
-        for name, samples in times.items():
-            print(
-                f"  {name:<12} {median(samples):7.1f} s  ({', '.join(f'{s:.1f}' for s in samples)})"
-                f"   the jobs' own time: {median(builds[name]):.1f} s, of which making "
-                f"environments {median(environments[name]):.1f} s"
-            )
-        for slots in (1, 2):
-            local, dask = times[f"local -j {slots}"], times[f"dask x{slots}"]
-            overhead = median(dask) - median(local)
-            paired = median([d - lo for d, lo in zip(dask, local, strict=True)])
-            print(
-                f"  {slots} slot(s): Dask's overhead {overhead:+.1f} s (round by round "
-                f"{paired:+.1f} s), {overhead / len(tree):+.2f} s per job, "
-                f"{100 * overhead / median(local):+.1f}% of the tree (target: under 5%)"
-            )
+        _print_runs(tree, args.rounds, times, builds, environments, dispatches)
         with redis(scratch / "redis") as url:
             remote = ("--compiler-cache", "ccache", "--compiler-cache-remote", url)
             reports = []
@@ -243,6 +236,44 @@ def main() -> int:
     return 0
 
 
+def _print_runs(
+    tree: list[str],
+    rounds: int,
+    times: dict[str, list[float]],
+    builds: dict[str, list[float]],
+    environments: dict[str, list[float]],
+    dispatches: dict[str, list[float]],
+) -> None:
+    print(
+        f"tree: {', '.join(tree)} ({len(tree)} packages, empty kiln and compiler caches; "
+        f"median of {rounds} round(s))"
+    )
+    for name, samples in times.items():
+        print(
+            f"  {name:<12} {median(samples):7.1f} s  ({', '.join(f'{s:.1f}' for s in samples)})"
+            f"   the jobs' own time: {median(builds[name]):.1f} s, of which making "
+            f"environments {median(environments[name]):.1f} s"
+        )
+    for slots in (1, 2):
+        local, dask = times[f"local -j {slots}"], times[f"dask x{slots}"]
+        overhead = median(dask) - median(local)
+        paired = median([d - lo for d, lo in zip(dask, local, strict=True)])
+        print(
+            f"  {slots} slot(s): Dask's overhead {overhead:+.1f} s (round by round "
+            f"{paired:+.1f} s), {overhead / len(tree):+.2f} s per job, "
+            f"{100 * overhead / median(local):+.1f}% of the tree (target: under 5%)"
+        )
+        # What Dask itself adds to each job (shipping it, scheduling it, the
+        # result's way back), apart from what the workers' own caches and cores do.
+        extra = median(dispatches[f"dask x{slots}"]) - median(dispatches[f"local -j {slots}"])
+        share = extra * len(tree) / slots / median(local)
+        made = median(environments[f"dask x{slots}"]) - median(environments[f"local -j {slots}"])
+        print(
+            f"    of which dispatch: {extra:+.3f} s a job ({100 * share:+.1f}% of the tree); "
+            f"environments made per worker: {made:+.1f} s of the jobs' time"
+        )
+
+
 def _local_environ(environ: dict[str, str], run: Path) -> dict[str, str]:
     """A local run's environment: its kiln cache and compiler cache empty, as each
     worker's are (a warm ~/.cache/ccache made the local pool look 40-70% faster)."""
@@ -256,8 +287,10 @@ def _record(
     times: dict[str, list[float]],
     builds: dict[str, list[float]],
     environments: dict[str, list[float]],
+    dispatches: dict[str, list[float]],
 ) -> None:
     times.setdefault(name, []).append(seconds)
+    dispatches.setdefault(name, []).append(dispatch_seconds(report))
     builds.setdefault(name, []).append(build_seconds(report))
     environments.setdefault(name, []).append(environment_seconds(report))
 
