@@ -105,8 +105,7 @@ def _unpack_tar(archive: Path, destination: Path, label: str, needs_pkg_info: bo
         with _reading(label, ".tar.gz"):
             tar = stack.enter_context(tarfile.open(archive, "r:gz"))
             infos = tar.getmembers()
-        members_found = [_tar_member(label, info) for info in infos]
-        top, paths = _validate(label, members_found, needs_pkg_info)
+        top, paths = _validate(label, [_tar_member(label, info) for info in infos], needs_pkg_info)
         # An empty path is "." (the destination itself): nothing to extract.
         members = [_sanitized(info) for info, parts in zip(infos, paths, strict=True) if parts]
         with _extracting(label, destination):
@@ -168,9 +167,7 @@ def _zip_member(label: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Memb
     )
 
 
-def _validate(
-    label: str, members: list[_Member], needs_pkg_info: bool = True
-) -> tuple[str, list[Parts]]:
+def _validate(label: str, members: list[_Member], needs_pkg_info: bool) -> tuple[str, list[Parts]]:
     """Apply the rules to every member; return the top-level name and members' paths."""
     lexical: list[tuple[Parts, list[Parts]]] = []
     for member in members:

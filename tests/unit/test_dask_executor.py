@@ -235,11 +235,10 @@ def test_a_ready_worker_has_asked_the_clients_interpreter_already(
     assert asked == [Path(sys.executable)]
 
 
-def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
-    from kiln.interpreters import find_interpreter, to_json
-
-    mine = to_json(find_interpreter(sys.executable, os.environ))
-    spec = JobSpec(
+def _client_python_job(interpreter: dict[str, Any]) -> JobSpec:
+    """A job whose client builds with this machine's ``sys.executable``, for
+    ``interpreter``."""
+    return JobSpec(
         node="pkg==1.0@cp3",
         name="pkg",
         version="1.0",
@@ -247,8 +246,15 @@ def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
         outdir="/client/out",
         cache_dir="/client/cache",
         python=sys.executable,
-        interpreter=mine,
+        interpreter=interpreter,
     )
+
+
+def test_a_worker_without_the_clients_interpreter_refuses_the_job() -> None:
+    from kiln.interpreters import find_interpreter, to_json
+
+    mine = to_json(find_interpreter(sys.executable, os.environ))
+    spec = _client_python_job(mine)
     here = dask_executor._worker_python(spec)
     assert here["interpreter"]["version"] == mine["version"] and here["python"]
     elsewhere = JobSpec(**{**spec.to_json(), "interpreter": {**mine, "platform": "other-arch"}})
@@ -440,16 +446,8 @@ def test_a_worker_whose_python_at_the_clients_path_is_another_looks_for_the_vers
         return wanted if spec == "3.99.0" else here
 
     monkeypatch.setattr(interpreters, "find_interpreter", found)
-    spec = JobSpec(
-        node="pkg==1.0@cp399",
-        name="pkg",
-        version="1.0",
-        source="/client/pkg-1.0.tar.gz",
-        outdir="/client/out",
-        cache_dir="/client/cache",
-        python=sys.executable,  # this machine has the path, with another Python
-        interpreter=to_json(wanted),
-    )
+    # This machine has the client's path, with another Python there.
+    spec = _client_python_job(to_json(wanted))
     assert dask_executor._worker_python(spec)["python"] == "/opt/py399/bin/python3.99"
 
 

@@ -563,6 +563,18 @@ def _labelled(workers: Mapping[str, Mapping[str, Any]], label: str) -> str | Non
     return None
 
 
+def _cluster_failure(spec: JobSpec, why: str, started: float) -> JobResult:
+    """The result of a job the cluster could not run: its fault, not the package's."""
+    return JobResult(
+        node=spec.node,
+        ok=False,
+        seconds=time.monotonic() - started,
+        exit_code=EXIT_ENVIRONMENT,
+        error=f"the job could not run on the cluster: {why}",
+        worker="dask",
+    )
+
+
 class SchedulerUnreachableError(KilnError):
     exit_code = EXIT_ENVIRONMENT
 
@@ -731,22 +743,18 @@ class DaskExecutor:
             cancelled_here = self._futures.pop(outer, None) is None
         if outer.done():
             return  # cancel() gave it its result
-        try:
-            if inner.cancelled() and cancelled_here:
-                result = cancelled_result(spec)
-            elif inner.cancelled():  # not by this client: its scheduler went away, say
-                raise RuntimeError("the cluster cancelled it")
-            else:
-                result = self._receive(spec, inner.result(), env_key)
-        except Exception as error:  # a lost job, a worker lost too often, the connection
-            result = JobResult(
-                node=spec.node,
-                ok=False,
-                seconds=time.monotonic() - started,
-                exit_code=EXIT_ENVIRONMENT,
-                error=f"the job could not run on the cluster: {type(error).__name__}: {error}",
-                worker="dask",
+        if inner.cancelled():
+            # By this client's cancel(), or by the cluster (its scheduler went away, say).
+            result = (
+                cancelled_result(spec)
+                if cancelled_here
+                else _cluster_failure(spec, "the cluster cancelled it", started)
             )
+        else:
+            try:
+                result = self._receive(spec, inner.result(), env_key)
+            except Exception as error:  # a lost job, a worker lost too often, the connection
+                result = _cluster_failure(spec, f"{type(error).__name__}: {error}", started)
         if not outer.done():
             outer.set_result(result)
 

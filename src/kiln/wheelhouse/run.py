@@ -261,13 +261,12 @@ class _Run:
         self.on_event(event)
 
     def _executor(self) -> Executor:
-        """The local pool, or the Dask cluster --scheduler names (its workers checked)."""
+        """The Dask cluster --scheduler names (connected to while deciding, its
+        workers checked), or the local pool."""
         from kiln.wheelhouse.executors import LocalPool
 
         if self.connection is not None:
             return self.connection.take()
-        if self.request.scheduler:
-            return connect_cluster(self.request.scheduler)
         return LocalPool(self.request.job_count)
 
     def _job_spec(self, node_id: str) -> JobSpec:

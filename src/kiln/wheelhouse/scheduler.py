@@ -145,7 +145,7 @@ class _Run:
 
     def _start_ready(self) -> None:
         while self.ready and len(self.running) < self.jobs and self.stopped is None:
-            if self.prefer is not None and len(self.ready) > 1:
+            if self.prefer is not None:
                 picked = self._preferred()
                 if picked is None:
                     continue
@@ -153,8 +153,7 @@ class _Run:
             else:
                 _, node = heapq.heappop(self.ready)
                 try:
-                    # Made already if the executor was offered it.
-                    spec = self.made.pop(node) if node in self.made else self.start(node)
+                    spec = self.start(node)
                 except KilnError as error:
                     self._failed(node, _failure(node, error))
                     continue
@@ -186,7 +185,12 @@ class _Run:
             for position, (entry, _) in enumerate(candidates)
             if self.passed.get(entry[1], 0) >= CHOICE_WINDOW
         ]
-        chosen = overdue[0] if overdue else self.prefer([spec for _, spec in candidates])
+        if overdue:
+            chosen = overdue[0]
+        elif len(candidates) == 1:  # nothing to choose between
+            chosen = 0
+        else:
+            chosen = self.prefer([spec for _, spec in candidates])
         if not 0 <= chosen < len(candidates):
             chosen = 0
         for entry, _ in candidates[:chosen]:  # overtaken by the chosen one
