@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,25 @@ def test_a_shipped_directory_lands_at_a_stable_path_with_its_files(
     assert first.environ["UV_FIND_LINKS"] == str(links)
     assert (links / "dep-1.0-py3-none-any.whl").read_bytes() == b"a wheel"
     assert first.environ["PATH"] == "/worker/bin"
+
+
+@pytest.mark.parametrize("name", ["../../escape.tar.gz", "", "..", "a/b.tar.gz"])
+@pytest.mark.parametrize("directory", [False, True])
+def test_a_shipped_source_name_that_is_a_path_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, directory: bool
+) -> None:
+    # The worker writes the source under its own cache by that name: never elsewhere.
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    sdist.write_bytes(b"an sdist")
+    spec = _job(tmp_path, sdist)
+    shipment = replace(ship(spec), source_name=name, source_is_directory=directory)
+    monkeypatch.setattr(dask_executor, "_cpu_share", lambda: 1)
+    cache = tmp_path / "worker-cache"
+    (cache / "wheelhouse-v1").mkdir(parents=True)
+    place = cache / "wheelhouse-v1" / "run-2" / "jobs" / "job"
+    with pytest.raises(dask_executor.WorkerRefused, match="not a file name"):
+        dask_executor._unpack_shipment(shipment, spec, place, cache)
+    assert not (tmp_path / "escape.tar.gz").exists()
 
 
 def test_an_sdist_ships_as_its_bytes(tmp_path: Path) -> None:

@@ -390,7 +390,7 @@ def _unpack_shipment(shipment: Shipment, spec: JobSpec, place: Path, cache_root:
     if shipment.source_is_directory:
         source = _unpack_directory(shipment, cache_root)
     else:
-        source = place / shipment.source_name
+        source = place / _plain_name(shipment.source_name)
         source.write_bytes(shipment.source)
     constraints = []
     for number, content in enumerate(shipment.constraints):
@@ -423,6 +423,13 @@ def _unpack_shipment(shipment: Shipment, spec: JobSpec, place: Path, cache_root:
     )
 
 
+def _plain_name(name: str) -> str:
+    """A shipped file's name, used as a file name here: never a path."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise WorkerRefused(f"the shipped source's name {name!r} is not a file name")
+    return name
+
+
 def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
     """A shipped directory (a project, or a patched sdist), unpacked once per content
     under the worker's cache, whole (a partial directory renamed into place)."""
@@ -432,7 +439,7 @@ def _unpack_directory(shipment: Shipment, cache_root: Path) -> Path:
 
     digest = hashlib.sha256(shipment.source).hexdigest()[:16]
     stable = cache_root / WHEELHOUSE_RUNS / WORKER_SOURCES / digest
-    top = stable / shipment.source_name.removesuffix(".tar.gz")
+    top = stable / _plain_name(shipment.source_name).removesuffix(".tar.gz")
     if top.is_dir():
         return top
     stable.parent.mkdir(parents=True, exist_ok=True)
